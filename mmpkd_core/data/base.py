@@ -1,0 +1,136 @@
+"""The record every domain yields, and the on-disk cache that all trials share."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mmpkd_core.registry import Registry
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What determines a domain's data: same config, same arrays, bit for bit."""
+
+    n_train: int = 600
+    n_val: int = 150
+    n_test: int = 150
+    image_size: int = 48
+    seed: int = 0
+    # Fraction of *training* image labels that are wrong while the privileged modality
+    # states the truth. None = the domain's documented default.
+    label_noise: float | None = None
+
+    def key(self, domain: str) -> str:
+        blob = json.dumps({"domain": domain, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DomainData:
+    """One domain's images, labels, privileged modality and ROI masks, all splits."""
+
+    domain: str
+    modality: str  # "text" | "tabular": what the privileged modality is
+    images: np.ndarray  # (N, 1, H, W) float32 in [0, 1]
+    labels: np.ndarray  # (N,) int64, the labels a student is trained on (noisy on train)
+    true_labels: np.ndarray  # (N,) int64, ground truth (test labels are always the truth)
+    masks: np.ndarray  # (N, H, W) bool ROI; all False when the image has no finding
+    split: np.ndarray  # (N,) str in SPLITS
+    image_ids: np.ndarray  # (N,) str, stable across runs
+    text: list[str] | None = None  # one report per image (modality "text")
+    table: pd.DataFrame | None = None  # one metadata row per image (modality "tabular")
+
+    def index(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    modality: str
+    generate: Callable[[DataConfig], DomainData]
+    default_label_noise: float
+
+
+DOMAINS: Registry[Domain] = Registry("domain")
+
+
+def split_labels(cfg: DataConfig) -> np.ndarray:
+    return np.array(["train"] * cfg.n_train + ["val"] * cfg.n_val + ["test"] * cfg.n_test)
+
+
+def noisy_training_labels(true: np.ndarray, split: np.ndarray, noise: float, rng) -> np.ndarray:
+    """Flip a fraction ``noise`` of the training labels; val and test keep the truth."""
+    labels = true.copy()
+    train = np.flatnonzero(split == "train")
+    n_flip = int(round(noise * len(train)))
+    flip = rng.choice(train, size=n_flip, replace=False)
+    labels[flip] = 1 - labels[flip]
+    return labels
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    root = Path(cache_dir or os.environ.get("MMPKD_CACHE", ".mmpkd_cache"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated in this process
+
+
+def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
+    """The domain's data from the shared cache, generating it once if absent."""
+    spec = DOMAINS.get(domain)
+    folder = cache_root(cache_dir) / "data" / f"{domain}-{cfg.key(domain)}"
+    arrays = folder / "arrays.npz"
+    if not arrays.exists():
+        data = spec.generate(cfg)
+        PREPARED_COUNT["generated"] += 1
+        _save(folder, data)
+    return _load(folder, domain, spec.modality)
+
+
+def _save(folder: Path, d: DomainData) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if d.text is not None:
+        atomic_write(folder / "text.json", lambda p: p.write_text(json.dumps(d.text)))
+    if d.table is not None:
+        atomic_write(folder / "table.parquet", lambda p: d.table.to_parquet(p, index=False))
+
+    def write_arrays(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, images=d.images, labels=d.labels, true_labels=d.true_labels,
+                     masks=d.masks, split=d.split, image_ids=d.image_ids)
+
+    atomic_write(folder / "arrays.npz", write_arrays)  # last: its presence marks the cache complete
+
+
+def _load(folder: Path, domain: str, modality: str) -> DomainData:
+    with np.load(folder / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    text = json.loads((folder / "text.json").read_text()) if (folder / "text.json").exists() else None
+    table = pd.read_parquet(folder / "table.parquet") if (folder / "table.parquet").exists() else None
+    return DomainData(domain=domain, modality=modality, text=text, table=table, **arrays)

@@ -1,0 +1,40 @@
+"""Evaluation of a trained student: classification AUROC and per-image localization scores."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mmpkd_core import attention, localization
+
+
+@torch.no_grad()
+def predict_scores(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class-1 score (logit difference) per image."""
+    model.eval()
+    out = [model(b) for b in images.split(batch_size)]
+    logits = torch.cat(out)
+    return (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def localization_scores(
+    model, images: torch.Tensor, masks: np.ndarray, methods, metrics, batch_size: int = 128
+) -> dict[tuple[str, str], np.ndarray]:
+    """Every method x every metric, one score per image. Maps are upsampled by
+    ``localization.upsample`` (bilinear) to the mask's resolution; class-specific methods
+    explain the positive class (the finding), which every scored image has."""
+    size = masks.shape[-2:]
+    out: dict[tuple[str, str], list[np.ndarray]] = {(m, k): [] for m in methods for k in metrics}
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        msk = masks[start : start + batch_size]
+        target = torch.ones(len(x), dtype=torch.long, device=x.device)
+        for m in methods:
+            maps = localization.upsample(attention.extract(m, model, x, target=target), size)
+            for k in metrics:
+                out[(m, k)].append(localization.score(k, maps, msk))
+    return {key: np.concatenate(v) if v else np.zeros(0) for key, v in out.items()}

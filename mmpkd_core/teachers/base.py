@@ -1,0 +1,90 @@
+"""The teacher contract and the on-disk cache of fitted teachers' outputs.
+
+A teacher reads the privileged modality (report text or metadata row). It is fitted once per
+(domain, teacher, seed, data) on the training split -- with the training labels as the student
+sees them -- and its outputs on every image (logits and an embedding) are cached on disk. Trials
+load those outputs; no teacher ever runs inside a student's training loop.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from mmpkd_core.data.base import DataConfig, DomainData, atomic_write, cache_root, load_domain
+from mmpkd_core.registry import Registry
+
+
+class Teacher(ABC):
+    """A privileged-modality classifier.
+
+    ``fit`` is called once, with the whole domain; it may read only the training split's labels
+    (``data.labels[data.index("train")]``) and may use the validation split's for early stopping.
+    It must not read ``true_labels`` or the test split's labels. ``predict`` is then called once
+    and returns outputs for every image, in the domain's order. Neither may mutate ``data``.
+    """
+
+    modality: ClassVar[str]  # "text" | "tabular"
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    @abstractmethod
+    def fit(self, data: DomainData) -> None: ...
+
+    @abstractmethod
+    def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(logits (N, 2), embedding (N, D))`` for all N images."""
+
+
+TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+
+@dataclass(frozen=True)
+class TeacherOutputs:
+    logits: np.ndarray  # (N, 2)
+    embedding: np.ndarray  # (N, D)
+    metrics: dict  # val/test AUROC against the truth, fit seconds
+
+
+FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
+
+
+def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int) -> str:
+    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cache_dir=None) -> TeacherOutputs:
+    """The fitted teacher's outputs from the cache, fitting it once if absent."""
+    cls = TEACHERS.get(name)
+    path = cache_root(cache_dir) / "teachers" / f"{domain}-{name}-{teacher_key(name, domain, data_cfg, seed)}.npz"
+    if not path.exists():
+        import time
+
+        data = load_domain(domain, data_cfg, cache_dir)
+        if cls.modality != data.modality:
+            raise ValueError(f"teacher '{name}' reads {cls.modality}; domain '{domain}' has {data.modality}")
+        t0 = time.perf_counter()
+        teacher = cls(seed)
+        teacher.fit(data)
+        logits, emb = teacher.predict(data)
+        metrics = {"fit_seconds": time.perf_counter() - t0}
+        for split in ("val", "test"):
+            idx = data.index(split)
+            metrics[f"{split}_auroc"] = float(roc_auc_score(data.true_labels[idx], logits[idx, 1] - logits[idx, 0]))
+        FIT_COUNT["fitted"] += 1
+
+        def write(p):
+            with open(p, "wb") as f:
+                np.savez(f, logits=logits.astype(np.float32), embedding=emb.astype(np.float32),
+                         metrics=json.dumps(metrics))
+
+        atomic_write(path, write)
+    with np.load(path) as z:
+        return TeacherOutputs(z["logits"], z["embedding"], json.loads(str(z["metrics"])))

@@ -1,0 +1,110 @@
+"""The training loop: one readable ``train()``, small named helpers, a report per epoch."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmpkd_core.config import TrialConfig
+from mmpkd_core.data.base import DomainData
+from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
+from mmpkd_core.losses import kd_loss
+from mmpkd_core.student import build_student, forward_with_features
+from mmpkd_core.teachers.base import TeacherOutputs
+
+
+@dataclass
+class Tensors:
+    """The domain's arrays on the device, once per trial."""
+
+    x: torch.Tensor  # (N, 1, H, W), standardised with the training split's statistics
+    y: torch.Tensor  # (N,) training labels (as the student sees them)
+    t_logits: torch.Tensor | None  # (N, 2)
+    t_feat: torch.Tensor | None  # (N, D_t), standardised per dimension on the training split
+
+
+def to_tensors(data: DomainData, teacher: TeacherOutputs | None, device: torch.device) -> Tensors:
+    tr = data.index("train")
+    mean, std = data.images[tr].mean(), data.images[tr].std() + 1e-6
+    x = torch.from_numpy((data.images - mean) / std).to(device)
+    t_logits = t_feat = None
+    if teacher is not None:
+        t_logits = torch.from_numpy(teacher.logits).to(device)
+        emb = teacher.embedding
+        emb = (emb - emb[tr].mean(0)) / (emb[tr].std(0) + 1e-6)
+        t_feat = torch.from_numpy(emb.astype(np.float32)).to(device)
+    return Tensors(x, torch.from_numpy(data.labels).to(device), t_logits, t_feat)
+
+
+def get_lr(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up, then cosine decay to 5% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Tensors) -> dict:
+    va = data.index("val")
+    out = {"val_auroc": auroc(data.true_labels[va], predict_scores(model, t.x[va]))}
+    roi = va[data.masks[va].any(axis=(1, 2))]
+    s = localization_scores(model, t.x[roi], data.masks[roi], [cfg.attention_method], [cfg.objective_metric])
+    out["val_objective"] = float(np.nanmean(s[(cfg.attention_method, cfg.objective_metric)])) if len(roi) else float("nan")
+    return out
+
+
+def train(
+    cfg: TrialConfig,
+    data: DomainData,
+    t: Tensors,
+    on_epoch: Callable[[dict, bool], None] | None = None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train the student; ``on_epoch(row, is_last)`` receives each epoch's losses and validation metrics."""
+    s = cfg.student
+    torch.manual_seed(cfg.seed)
+    device = t.x.device
+    model = build_student(s, data.images.shape[-1]).to(device)
+    proj = nn.Linear(model.embed_dim, t.t_feat.shape[1]).to(device) if cfg.beta > 0 else None
+    params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+
+    tr = torch.from_numpy(data.index("train")).to(device)
+    steps_per_epoch = math.ceil(len(tr) / s.batch_size)
+    total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    history, step = [], 0
+    for epoch in range(1, s.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0}
+        for b in tr[torch.randperm(len(tr), generator=g).to(device)].split(s.batch_size):
+            for group in opt.param_groups:
+                group["lr"] = get_lr(step, total, warmup, s.lr)
+            logits, pre = forward_with_features(model, t.x[b])  # (B, 2), (B, D)
+            parts = kd_loss(
+                logits, t.y[b],
+                teacher_logits=t.t_logits[b] if t.t_logits is not None else None,
+                temperature=cfg.temperature, alpha=cfg.alpha, beta=cfg.beta,
+                student_feat=proj(pre) if proj is not None else None,
+                teacher_feat=t.t_feat[b] if t.t_feat is not None else None,
+            )
+            if not torch.isfinite(parts["loss"]):
+                raise FloatingPointError(f"non-finite loss {parts['loss'].item()} at epoch {epoch}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            opt.step()
+            step += 1
+            for k in sums:
+                sums[k] += parts[k].item() * len(b)
+        row = {"epoch": epoch, **{k: v / len(tr) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+        row.update(val_metrics(cfg, model, data, t))
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row, epoch == s.epochs)
+    return model, history
