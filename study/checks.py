@@ -1,0 +1,133 @@
+"""Semantic checks of a parsed spec against what the engine knows (domains, teachers, methods,
+metrics, models). Each failure is one ``SpecError`` naming the key and the fix."""
+from __future__ import annotations
+
+from study.errors import SpecError
+from study.spec import CategoricalDist, Dist, FloatDist, IntDist, StudySpec, _nearest, parse_dist
+
+# valid range per numeric dimension: (low, high, low inclusive)
+RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": (0.0, None, True),
+          "lr": (0.0, None, False), "weight_decay": (0.0, None, True), "epochs": (1, None, True),
+          "batch_size": (1, None, True), "embed_dim": (8, None, True), "depth": (1, None, True),
+          "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
+
+
+def _known(registry, name: str, where: str) -> None:
+    if name not in registry:
+        raise SpecError(where, f"unknown {registry.kind} '{name}'{_nearest(name, registry.names())}; "
+                               f"known: {', '.join(registry.names())}")
+
+
+def _check_range(name: str, dist: Dist) -> None:
+    where = f"search_space.{name}"
+    if isinstance(dist, (FloatDist, IntDist)):
+        if dist.low > dist.high:
+            raise SpecError(where, f"low ({dist.low}) is greater than high ({dist.high}); swap them")
+        if dist.log and dist.low <= 0:
+            raise SpecError(f"{where}.low", f"log: true needs low > 0 (got {dist.low})")
+        if dist.step is not None and dist.step <= 0:
+            raise SpecError(f"{where}.step", f"step must be positive (got {dist.step})")
+        values = [dist.low, dist.high]
+    else:
+        if not dist.choices:
+            raise SpecError(f"{where}.choices", "is empty; list at least one choice")
+        values = [c for c in dist.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+    lo, hi, inclusive = RANGES.get(name, (None, None, True))
+    for v in values:
+        if (lo is not None and (v < lo if inclusive else v <= lo)) or (hi is not None and v > hi):
+            bound = f"{'[' if inclusive else '('}{lo}, {hi if hi is not None else 'inf'}]"
+            raise SpecError(where, f"{name} must lie in {bound} (got {v})")
+
+
+def dependency_order(dims: dict[str, Dist]) -> list[str]:
+    """Dimensions ordered so that every ``when:`` names one sampled before it."""
+    order, seen = [], set()
+
+    def visit(name: str, stack: tuple) -> None:
+        if name in seen:
+            return
+        if name in stack:
+            raise SpecError(f"search_space.{name}.when", f"conditions form a cycle: {' -> '.join(stack + (name,))}")
+        for dep in (dims[name].when or {}):
+            visit(dep, stack + (name,))
+        seen.add(name)
+        order.append(name)
+
+    for name in dims:
+        visit(name, ())
+    return order
+
+
+def check_spec(spec: StudySpec) -> None:
+    from mmpkd_core.attention import METHODS
+    from mmpkd_core.config import SEARCHABLE
+    from mmpkd_core.data import DOMAINS
+    from mmpkd_core.localization import METRICS
+    from mmpkd_core.teachers import TEACHERS
+
+    _known(DOMAINS, spec.domain, "domain")
+    modality = DOMAINS.get(spec.domain).modality
+
+    dims: dict[str, Dist] = {}
+    for name, raw in spec.search_space.items():
+        if name not in SEARCHABLE:
+            raise SpecError(f"search_space.{name}", f"unknown dimension{_nearest(name, SEARCHABLE)}; "
+                                                    f"known: {', '.join(SEARCHABLE)}")
+        dims[name] = parse_dist(name, raw)
+        _check_range(name, dims[name])
+    for name, dist in dims.items():
+        for dep, val in (dist.when or {}).items():
+            where = f"search_space.{name}.when.{dep}"
+            if dep not in dims or dep == name:
+                raise SpecError(where, f"'{dep}' is not a searched dimension{_nearest(dep, [d for d in dims if d != name])}")
+            wanted = val if isinstance(val, list) else [val]
+            if isinstance(dims[dep], CategoricalDist):
+                bad = [w for w in wanted if w not in dims[dep].choices]
+                if bad:
+                    raise SpecError(where, f"{bad[0]!r} is not among the choices of '{dep}': {dims[dep].choices}")
+    dependency_order(dims)
+
+    def fits(name: str, where: str) -> None:
+        _known(TEACHERS, name, where)
+        if TEACHERS.get(name).modality != modality:
+            fitting = [t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality]
+            raise SpecError(where, f"teacher '{name}' reads {TEACHERS.get(name).modality} but domain "
+                                   f"'{spec.domain}' has {modality}; use one of: {', '.join(fitting)}")
+
+    if "teacher" in dims:
+        if not isinstance(dims["teacher"], CategoricalDist):
+            raise SpecError("search_space.teacher.type", "must be categorical")
+        for i, t in enumerate(dims["teacher"].choices):
+            fits(str(t), f"search_space.teacher.choices[{i}]")
+    if spec.recipe.teacher is not None:
+        fits(spec.recipe.teacher, "recipe.teacher")
+    for i, m in enumerate(spec.evaluation.methods):
+        _known(METHODS, m, f"evaluation.methods[{i}]")
+    if not spec.evaluation.methods:
+        raise SpecError("evaluation.methods", "is empty; list at least one attention method")
+    for i, m in enumerate(spec.evaluation.metrics):
+        _known(METRICS, m, f"evaluation.metrics[{i}]")
+    if "attention_method" in dims:
+        if not isinstance(dims["attention_method"], CategoricalDist):
+            raise SpecError("search_space.attention_method.type", "must be categorical")
+        for i, m in enumerate(dims["attention_method"].choices):
+            _known(METHODS, str(m), f"search_space.attention_method.choices[{i}]")
+    if spec.recipe.attention_method is not None:
+        _known(METHODS, spec.recipe.attention_method, "recipe.attention_method")
+    _known(METRICS, spec.objective.metric, "objective.metric")
+    if spec.objective.metric not in spec.evaluation.metrics:
+        raise SpecError("objective.metric", f"'{spec.objective.metric}' is not in evaluation.metrics; add it there")
+    _check_student(spec)
+
+
+def _check_student(spec: StudySpec) -> None:
+    import timm
+
+    s = spec.student
+    if not timm.is_model(s.model):
+        close = _nearest(s.model, timm.list_models("vit_*"))
+        raise SpecError("student.model", f"unknown timm model '{s.model}'{close}")
+    if spec.data.image_size % s.patch_size:
+        raise SpecError("student.patch_size", f"{s.patch_size} does not divide data.image_size {spec.data.image_size}")
+    if s.embed_dim % s.num_heads:
+        raise SpecError("student.num_heads", f"{s.num_heads} does not divide student.embed_dim {s.embed_dim}")

@@ -1,0 +1,129 @@
+"""``study``: a thin CLI over the library. Each command opens, calls, and turns the engine's own
+errors into one line on stderr with exit code 1 (usage errors: 2), in one place: ``main``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from study.errors import StudyError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sweep distillation recipes, store every trial in DuckDB, report how localization moves.")
+console = Console(highlight=False)
+DB_HELP = "DuckDB file holding the studies"
+
+
+def _say(msg: str) -> None:
+    console.print(msg, markup=False)
+
+
+@app.command()
+def run(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="YAML study spec, e.g. search_spaces/ddsm.yaml"),
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+    name: Optional[str] = typer.Option(None, "--name", help="Store the study under this name instead of the spec's"),
+    replace: bool = typer.Option(False, "--replace", help="Delete a stored study of the same name first"),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write reports/<study>.html at the end"),
+    address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray://... or HOST:PORT)"),
+    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+                                   help="Prepared data, fitted teachers and Ray results"),
+) -> None:
+    """Run a study: sample recipes, train and evaluate each trial, store everything, write the report."""
+    from study.executor import run_study
+    from study.spec import load_spec
+    from study.store import Store
+
+    spec = load_spec(spec_path)
+    if name:
+        spec = spec.model_copy(update={"name": name})
+    store = Store(db)
+    if store.study_exists(spec.name):
+        if not replace:
+            raise StudyError(f"Study '{spec.name}' exists in {db}. Use --name NEW, --replace, or --db OTHER.duckdb.")
+        store.delete_study(spec.name)
+    _say(f"study {spec.name}: {spec.executor.trials} trials on {spec.domain} ({spec.executor.kind} executor) -> {db}")
+    outcome = run_study(spec, store, str(cache_dir), say=_say, address=address)
+    counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
+    _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
+    if outcome.best:
+        b = outcome.best
+        _say(f"best trial {b['trial_id']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "
+             f"test {b['test_objective']:.3f}, test AUROC {b['test_auroc']:.3f}")
+    store.close()
+    _say(f"database: {db.resolve()}")
+    if report:
+        out = _write_report(db, [spec.name], None)
+        _say(f"report:   {out.resolve()}")
+
+
+def _write_report(db: Path, names: list[str], out: Optional[Path]) -> Path:
+    from reports import build_report
+
+    out = out or Path("reports") / f"{'+'.join(names)}.html"
+    build_report(str(db), names, str(out))
+    return out
+
+
+@app.command()
+def report(
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Stored study name(s)"),
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="HTML file (default reports/<study>.html)"),
+) -> None:
+    """Write the self-contained HTML report of one or more studies (opens offline)."""
+    path = _write_report(db, names, out)
+    _say(f"report: {path.resolve()}")
+
+
+@app.command()
+def status(db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP)) -> None:
+    """List the stored studies with their trial counts and best objective."""
+    from rich.table import Table
+
+    from study.store import connect
+
+    con = connect(str(db), read_only=True)
+    rows = con.execute("""
+        SELECT s.name, s.domain, s.status, count(t.trial_id),
+               count(*) FILTER (WHERE t.status = 'completed'), count(*) FILTER (WHERE t.status = 'pruned'),
+               count(*) FILTER (WHERE t.status = 'failed'), max(t.test_objective), s.wall_seconds
+        FROM studies s LEFT JOIN trials t ON t.study = s.name
+        GROUP BY s.name, s.domain, s.status, s.wall_seconds, s.created_at ORDER BY s.created_at""").fetchall()
+    if not rows:
+        _say(f"no studies in {db}")
+        return
+    table = Table("study", "domain", "status", "trials", "completed", "pruned", "failed", "best test objective", "wall s")
+    for r in rows:
+        table.add_row(*[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in r])
+    console.print(table)
+
+
+@app.command()
+def methods() -> None:
+    """List the attention methods, localization metrics, teachers and domains the engine knows."""
+    from mmpkd_core.attention import METHODS
+    from mmpkd_core.data import DOMAINS
+    from mmpkd_core.localization import METRICS
+    from mmpkd_core.teachers import TEACHERS
+
+    _say("attention methods: " + ", ".join(METHODS.names()))
+    _say("localization metrics: " + ", ".join(METRICS.names()))
+    _say("teachers: " + ", ".join(f"{t} ({TEACHERS.get(t).modality})" for t in TEACHERS.names()))
+    _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality})" for d in DOMAINS.names()))
+
+
+def main() -> None:
+    try:
+        app()  # click handles usage errors itself (exit code 2)
+    except StudyError as err:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {err}", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

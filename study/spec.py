@@ -1,0 +1,219 @@
+"""The study spec: YAML -> pydantic models with unknown keys rejected -> semantic checks.
+
+Every error is a ``SpecError`` naming the dotted path of the offending key, raised before any
+data is prepared or any trial is trained.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from study.errors import SpecError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(Strict):
+    n_train: int = Field(600, ge=10)
+    n_val: int = Field(150, ge=10)
+    n_test: int = Field(150, ge=10)
+    image_size: int = Field(48, ge=16, le=1024)
+    seed: int = 0
+    label_noise: float | None = Field(None, ge=0.0, le=0.5)
+
+
+class StudentSpec(Strict):
+    model: str = "vit_tiny_patch16_224"
+    patch_size: int = Field(8, ge=1)
+    embed_dim: int = Field(64, ge=8)
+    depth: int = Field(3, ge=1)
+    num_heads: int = Field(4, ge=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+
+
+class RecipeSpec(Strict):
+    """Values of the recipe dimensions that the search space does not sample."""
+
+    teacher: str | None = None  # default: the first teacher that fits the domain
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    beta: float = Field(0.0, ge=0)
+    attention_method: str | None = None  # default: the first evaluation method
+    seed: int = 0
+
+
+Scalar = Union[bool, int, float, str]
+
+
+class _Dist(Strict):
+    when: dict[str, Union[Scalar, list[Scalar]]] | None = None
+
+
+class FloatDist(_Dist):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+class IntDist(_Dist):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+class CategoricalDist(_Dist):
+    type: Literal["categorical"]
+    choices: list[Scalar]
+
+
+Dist = Union[FloatDist, IntDist, CategoricalDist]
+DIST_TYPES = {"float": FloatDist, "int": IntDist, "categorical": CategoricalDist}
+
+
+class ObjectiveSpec(Strict):
+    metric: str = "pointing_game"
+    mode: Literal["max", "min"] = "max"
+
+
+class EvaluationSpec(Strict):
+    methods: list[str] = ["raw_cls", "rollout"]
+    metrics: list[str] = ["pointing_game", "relevance_mass"]
+
+
+class ResourcesSpec(Strict):
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+
+
+class ExecutorSpec(Strict):
+    kind: Literal["ray", "local"] = "ray"
+    trials: int = Field(8, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(2, ge=1)  # epochs every trial runs before ASHA may stop it
+    seed: int = 0
+    resources: ResourcesSpec = ResourcesSpec()
+
+
+class StudySpec(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    domain: str
+    data: DataSpec = DataSpec()
+    student: StudentSpec = StudentSpec()
+    recipe: RecipeSpec = RecipeSpec()
+    search_space: dict[str, dict[str, Any]] = {}
+    objective: ObjectiveSpec = ObjectiveSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    executor: ExecutorSpec = ExecutorSpec()
+
+    def dims(self) -> dict[str, Dist]:
+        """The parsed search space (``load_spec`` has validated it)."""
+        return {k: DIST_TYPES[v["type"]].model_validate(v) for k, v in self.search_space.items()}
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- pydantic errors -> one line
+
+def _nearest(word: str, known) -> str:
+    close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Names of the keys valid at ``loc`` (a path into ``model``)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            current = field.annotation if field else None
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        while typing.get_origin(current) in (Union, getattr(__import__("types"), "UnionType", Union)):
+            current = next(a for a in typing.get_args(current) if a is not type(None))
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _translate(err: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> SpecError:
+    e = err.errors()[0]
+    loc = prefix + tuple(e["loc"])
+    where = ".".join(str(p) for p in loc)
+    if e["type"] == "extra_forbidden":
+        return SpecError(where, f"unknown key{_nearest(loc[-1], _fields_at(model, tuple(e['loc'])[:-1]))}")
+    if e["type"] == "missing":
+        return SpecError(where, "missing required key")
+    got = e.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    return SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}{shown}")
+
+
+# ---------------------------------------------------------------- loading
+
+def parse_dist(name: str, raw: Any) -> Dist:
+    where = f"search_space.{name}"
+    if not isinstance(raw, dict):
+        raise SpecError(where, "must be a mapping with a 'type' (float, int or categorical)")
+    kind = raw.get("type")
+    if kind not in DIST_TYPES:
+        raise SpecError(f"{where}.type", f"must be one of float, int, categorical (got {kind!r})")
+    model = DIST_TYPES[kind]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        return _raise(_translate(err, model, ("search_space", name)))
+
+
+def _raise(e: Exception):
+    raise e
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("", f"spec file '{path}' not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError("", f"YAML syntax error at {line}{problem}", source=str(path)) from None
+    try:
+        return spec_from_dict(raw)
+    except SpecError as err:
+        raise SpecError(err.where, err.message, source=str(path)) from None
+
+
+def spec_from_dict(raw: Any) -> StudySpec:
+    if not isinstance(raw, dict):
+        raise SpecError("", "the spec must be a YAML mapping (name:, domain:, search_space:, ...)")
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as err:
+        raise _translate(err, StudySpec) from None
+    from study.checks import check_spec  # the registries live in mmpkd_core; import lazily
+
+    check_spec(spec)
+    return spec

@@ -1,0 +1,198 @@
+"""The DuckDB store. The driver is its only writer; each trial lands in one transaction.
+
+Tables: ``meta`` (schema version), ``studies``, ``trials`` (typed recipe columns + the whole
+config as JSON), ``epochs`` (per-epoch losses and validation metrics), ``localization`` (per
+trial x method x metric x image), ``evaluation`` (aggregates per trial x method x metric).
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from study.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS studies (
+    name VARCHAR PRIMARY KEY, domain VARCHAR, spec_json JSON, spec_hash VARCHAR,
+    status VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP, wall_seconds DOUBLE);
+CREATE TABLE IF NOT EXISTS trials (
+    study VARCHAR, trial_id VARCHAR, number INTEGER, status VARCHAR, is_baseline BOOLEAN,
+    domain VARCHAR, teacher VARCHAR, temperature DOUBLE, alpha DOUBLE, beta DOUBLE,
+    attention_method VARCHAR, lr DOUBLE, weight_decay DOUBLE, epochs INTEGER, seed INTEGER,
+    params_json JSON, config_json JSON, config_hash VARCHAR,
+    val_objective DOUBLE, test_objective DOUBLE, val_auroc DOUBLE, test_auroc DOUBLE,
+    teacher_json JSON, epochs_done INTEGER, trial_seconds DOUBLE, error VARCHAR,
+    started_at TIMESTAMP, finished_at TIMESTAMP,
+    PRIMARY KEY (study, trial_id));
+CREATE TABLE IF NOT EXISTS epochs (
+    study VARCHAR, trial_id VARCHAR, epoch INTEGER, loss DOUBLE, ce DOUBLE, kd DOUBLE, feat DOUBLE,
+    lr DOUBLE, val_auroc DOUBLE, val_objective DOUBLE, seconds DOUBLE,
+    PRIMARY KEY (study, trial_id, epoch));
+CREATE TABLE IF NOT EXISTS localization (
+    study VARCHAR, trial_id VARCHAR, split VARCHAR, method VARCHAR, metric VARCHAR,
+    image_id VARCHAR, value DOUBLE);
+CREATE TABLE IF NOT EXISTS evaluation (
+    study VARCHAR, trial_id VARCHAR, split VARCHAR, method VARCHAR, metric VARCHAR,
+    mean DOUBLE, n INTEGER, n_nan INTEGER);
+CREATE OR REPLACE VIEW trial_summary AS
+    SELECT t.study, t.trial_id, t.number, t.status, t.is_baseline, t.domain, t.teacher, t.temperature,
+           t.alpha, t.beta, t.attention_method, t.lr, t.val_objective, t.test_objective, t.val_auroc,
+           t.test_auroc, t.epochs_done, t.trial_seconds, t.params_json
+    FROM trials t;
+"""
+
+EPOCH_COLUMNS = ["epoch", "loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds"]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _num(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+class Store:
+    """A DuckDB file. Opened lazily, so the object can be pickled before it is used."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path, self.read_only = str(path), read_only
+        self._con = None
+
+    @property
+    def con(self):
+        if self._con is None:
+            self._con = connect(self.path, self.read_only)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __getstate__(self):
+        return {"path": self.path, "read_only": self.read_only, "_con": None}
+
+    # ------------------------------------------------------------------ studies
+    def study_exists(self, name: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM studies WHERE name = ?", [name]).fetchone()[0] > 0
+
+    def create_study(self, name: str, domain: str, spec_json: str, spec_hash: str) -> None:
+        self.con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL)",
+                         [name, domain, spec_json, spec_hash, now()])
+
+    def delete_study(self, name: str) -> None:
+        with self.transaction():
+            for table in ("localization", "evaluation", "epochs", "trials"):
+                self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
+            self.con.execute("DELETE FROM studies WHERE name = ?", [name])
+
+    def finish_study(self, name: str, status: str, wall_seconds: float) -> None:
+        self.con.execute("UPDATE studies SET status = ?, finished_at = ?, wall_seconds = ? WHERE name = ?",
+                         [status, now(), wall_seconds, name])
+
+    # ------------------------------------------------------------------ trials
+    def transaction(self):
+        return _Transaction(self.con)
+
+    def trial_started(self, study: str, trial_id: str, number: int, config: dict, params: dict, config_hash: str) -> None:
+        s = config["student"]
+        is_base = config["alpha"] == 0 and config["beta"] == 0
+        self.con.execute(
+            "INSERT INTO trials (study, trial_id, number, status, is_baseline, domain, teacher, temperature, alpha,"
+            " beta, attention_method, lr, weight_decay, epochs, seed, params_json, config_json, config_hash, started_at)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [study, trial_id, number, is_base, config["domain"], None if is_base else config["teacher"],
+             config["temperature"], config["alpha"], config["beta"], config["attention_method"], s["lr"],
+             s["weight_decay"], s["epochs"], config["seed"], json.dumps(params), json.dumps(config),
+             config_hash, now()])
+
+    def trial_finished(self, study: str, trial_id: str, status: str, epochs: list[dict],
+                       result: dict | None = None, error: str | None = None) -> None:
+        """The trial's final state, its epochs and its per-image scores, in one transaction."""
+        r = result or {}
+        with self.transaction():
+            self.con.execute(
+                "UPDATE trials SET status = ?, val_objective = ?, test_objective = ?, val_auroc = ?, test_auroc = ?,"
+                " teacher_json = ?, epochs_done = ?, trial_seconds = ?, error = ?, finished_at = ?"
+                " WHERE study = ? AND trial_id = ?",
+                [status, _num(r.get("val_objective", epochs[-1]["val_objective"] if epochs else None)),
+                 _num(r.get("test_objective")), _num(r.get("val_auroc", epochs[-1]["val_auroc"] if epochs else None)),
+                 _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})), len(epochs),
+                 _num(r.get("trial_seconds")), error, now(), study, trial_id])
+            if epochs:
+                ep = pd.DataFrame([{c: row.get(c) for c in EPOCH_COLUMNS} for row in epochs])
+                ep.insert(0, "trial_id", trial_id)
+                ep.insert(0, "study", study)
+                self.con.execute("INSERT INTO epochs SELECT * FROM ep")
+            if result:
+                loc = localization_frame(study, trial_id, result)
+                self.con.execute("INSERT INTO localization SELECT * FROM loc")
+                agg = (loc.groupby(["study", "trial_id", "split", "method", "metric"], sort=True)["value"]
+                       .agg(mean="mean", n="size", n_nan=lambda v: int(v.isna().sum())).reset_index())
+                self.con.execute("INSERT INTO evaluation SELECT * FROM agg")
+
+
+def localization_frame(study: str, trial_id: str, result: dict) -> pd.DataFrame:
+    ids = result["image_ids"]
+    frames = []
+    for key, values in result["scores"].items():
+        method, metric = key.split("|")
+        frames.append(pd.DataFrame({"study": study, "trial_id": trial_id, "split": "test", "method": method,
+                                    "metric": metric, "image_id": ids,
+                                    "value": pd.array(values, dtype="Float64").astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+class _Transaction:
+    def __init__(self, con):
+        self.con = con
+
+    def __enter__(self):
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type, *_):
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def connect(path: str, read_only: bool = False):
+    import duckdb
+
+    if read_only and not Path(path).exists():
+        raise StoreError(f"database '{path}' not found; run a study first or pass --db FILE")
+    try:
+        con = duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as err:
+        if "lock" in str(err).lower():
+            raise StoreError(f"database '{path}' is in use by another writing process (a study still running?); "
+                             "wait for it to finish or use --db OTHER.duckdb") from None
+        raise StoreError(f"cannot open database '{path}': {str(err).splitlines()[0]}") from None
+    if read_only:
+        _check_version(con, path)
+        return con
+    con.execute(SCHEMA)
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if version is None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    else:
+        _check_version(con, path)
+    return con
+
+
+def _check_version(con, path: str) -> None:
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except Exception:
+        raise StoreError(f"'{path}' is not a study database (no meta table)") from None
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        raise StoreError(f"'{path}' has store schema {row[0] if row else '?'}, this engine reads {SCHEMA_VERSION}; "
+                         "use a new --db file")
