@@ -77,8 +77,8 @@ def generate(cfg: DataConfig) -> DomainData:
     on_left = rng.random(n) < 0.5  # image left
     cx = np.where(on_left, c - 0.2 * S, c + 0.2 * S) + rng.uniform(-0.07, 0.07, n) * S
     cy = lung_cy + rng.uniform(-0.22, 0.22, n) * S
-    radius = rng.uniform(3.0, 5.0, n)
-    contrast = rng.uniform(0.18, 0.35, n) * true
+    radius = rng.uniform(4.0, 6.5, n)
+    contrast = rng.uniform(0.40, 0.60, n) * true
     blob, roi = lesion(yy, xx, cy, cx, radius, contrast)
     img = img + blob
     masks = roi & (true[:, None, None] == 1)

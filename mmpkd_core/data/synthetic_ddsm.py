@@ -61,14 +61,14 @@ def generate(cfg: DataConfig) -> DomainData:
     depth = rng.uniform(0.15, 0.55, n) * S
     cx = np.where(left, depth, S - 1 - depth)
     cy = S / 2 + rng.uniform(-0.28, 0.28, n) * S
-    radius = rng.uniform(3.0, 5.0, n)
-    contrast = np.where(true == 1, rng.uniform(0.30, 0.50, n), rng.uniform(0.12, 0.30, n))
+    radius = rng.uniform(4.0, 6.5, n)
+    contrast = np.where(true == 1, rng.uniform(0.35, 0.55, n), rng.uniform(0.15, 0.35, n))
     spikes = np.where(true == 1, rng.integers(5, 9, n), 0)
     blob, roi = lesion(yy, xx, cy, cx, radius, contrast, spikes=spikes, phase=rng.uniform(0, 6.3, n))
     img = img + blob
     img = img + rng.normal(0, 0.025, img.shape).astype(np.float32)
 
-    subtlety = np.clip(np.round(1 + (contrast - 0.12) / 0.38 * 4 + rng.normal(0, 0.6, n)), 1, 5).astype(int)
+    subtlety = np.clip(np.round(1 + (contrast - 0.15) / 0.40 * 4 + rng.normal(0, 0.6, n)), 1, 5).astype(int)
     table = pd.DataFrame({
         "breast_density": density,
         "left_or_right_breast": np.where(left, "LEFT", "RIGHT"),

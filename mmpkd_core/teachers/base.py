@@ -4,13 +4,20 @@ A teacher reads the privileged modality (report text or metadata row). It is fit
 (domain, teacher, seed, data) on the training split -- with the training labels as the student
 sees them -- and its outputs on every image (logits and an embedding) are cached on disk. Trials
 load those outputs; no teacher ever runs inside a student's training loop.
+
+Cross-fitting: a teacher that predicts the very training images it was fitted on returns their
+(possibly wrong) labels back, memorised; its soft targets would then carry nothing the labels
+lack. So the *logits* of training images are out-of-fold: the training split is cut into
+``CROSSFIT_FOLDS`` folds and each fold is predicted by a teacher fitted without it. The logits
+of validation and test images and all embeddings come from the teacher fitted on the whole
+training split (embeddings of different fits live in different spaces and cannot be mixed).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -52,11 +59,26 @@ class TeacherOutputs:
     metrics: dict  # val/test AUROC against the truth, fit seconds
 
 
+CROSSFIT_FOLDS = 5
 FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
 
 
+def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.ndarray:
+    """Logits of each training image from a teacher fitted without that image's fold."""
+    tr = data.index("train")
+    order = np.random.default_rng(seed).permutation(len(tr))
+    out = np.zeros((len(tr), 2), dtype=np.float32)
+    for fold in np.array_split(order, CROSSFIT_FOLDS):
+        split = data.split.copy()
+        split[tr[fold]] = "heldout"  # fit() reads only the "train" split
+        teacher = cls(seed)
+        teacher.fit(replace(data, split=split))
+        out[fold] = teacher.predict(data)[0][tr[fold]]
+    return out
+
+
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int) -> str:
-    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed})
+    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed, "crossfit": CROSSFIT_FOLDS})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -74,6 +96,7 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         teacher = cls(seed)
         teacher.fit(data)
         logits, emb = teacher.predict(data)
+        logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)

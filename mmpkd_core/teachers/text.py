@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 from mmpkd_core.data.base import DomainData
 from mmpkd_core.teachers.base import TEACHERS, Teacher
@@ -33,7 +32,7 @@ def train_wordpiece(texts: list[str], vocab_size: int = 400):
 @TEACHERS.register("bert_scratch")
 class BertScratchTeacher(Teacher):
     modality = "text"
-    max_len, epochs, batch_size = 48, 12, 32
+    max_len, epochs, batch_size = 32, 10, 32
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
@@ -61,7 +60,7 @@ class BertScratchTeacher(Teacher):
         params = list(self.encoder.parameters()) + list(self.head.parameters())
         opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
         g = torch.Generator().manual_seed(self.seed)
-        best, best_state = -1.0, None
+        best, best_state = float("inf"), None
         for _ in range(self.epochs):
             self.encoder.train()
             for b in torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)].split(self.batch_size):
@@ -70,10 +69,9 @@ class BertScratchTeacher(Teacher):
                 opt.step()
             self.encoder.eval()
             with torch.no_grad():
-                logits = self._forward(ids[va], mask[va])[0]
-            auc = roc_auc_score(data.labels[va], (logits[:, 1] - logits[:, 0]).numpy())
-            if auc > best:  # keep the epoch with the best validation AUROC
-                best, best_state = auc, [p.detach().clone() for p in params]
+                val = F.cross_entropy(self._forward(ids[va], mask[va])[0], y[va]).item()
+            if val < best:  # keep the epoch with the lowest validation loss: soft targets must be calibrated
+                best, best_state = val, [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, b in zip(params, best_state):
                 p.copy_(b)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from mmpkd_core.data import DOMAINS, DataConfig, load_domain
+from mmpkd_core.data.base import PREPARED_COUNT
+
+CFG = DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=3)
+
+
+@pytest.mark.parametrize("domain", DOMAINS.names())
+def test_generation_is_deterministic_and_seed_dependent(domain):
+    gen = DOMAINS.get(domain).generate
+    a, b = gen(CFG), gen(CFG)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    assert list(a.image_ids) == list(b.image_ids)
+    c = gen(DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=4))
+    assert not np.array_equal(a.images, c.images)
+    assert a.images.shape == (160, 1, 32, 32) and a.images.dtype == np.float32
+    assert a.images.min() >= 0 and a.images.max() <= 1
+    assert (np.unique(a.split, return_counts=True)[1] == [30, 100, 30]).all()  # test, train, val
+
+
+@pytest.mark.parametrize("domain", DOMAINS.names())
+def test_label_noise_flips_exactly_that_share_of_training_labels_only(domain):
+    d = DOMAINS.get(domain).generate(DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=1, label_noise=0.3))
+    wrong = d.labels != d.true_labels
+    assert wrong[d.index("train")].sum() == 30
+    assert not wrong[d.index("val")].any() and not wrong[d.index("test")].any()
+
+
+def test_cxr_masks_only_on_findings_and_reports_state_the_truth():
+    d = DOMAINS.get("synthetic_cxr").generate(CFG)
+    has_roi = d.masks.any(axis=(1, 2))
+    np.testing.assert_array_equal(has_roi, d.true_labels == 1)
+    for text, y in zip(d.text, d.true_labels):
+        assert ("left" in text or "right" in text) == bool(y), text
+
+
+def test_ddsm_every_image_has_a_mass_and_the_metadata_columns():
+    d = DOMAINS.get("synthetic_ddsm").generate(CFG)
+    assert d.masks.any(axis=(1, 2)).all()
+    assert list(d.table.columns) == ["breast_density", "left_or_right_breast", "image_view", "abnormality_type",
+                                     "mass_shape", "mass_margins", "assessment", "subtlety"]
+    # assessment carries the pathology (BI-RADS 4-5 far more often when malignant)
+    high = d.table["assessment"].to_numpy() >= 4
+    assert high[d.true_labels == 1].mean() > high[d.true_labels == 0].mean() + 0.3
+
+
+def test_cache_generates_once(tmp_path):
+    before = PREPARED_COUNT["generated"]
+    a = load_domain("synthetic_ddsm", CFG, tmp_path)
+    b = load_domain("synthetic_ddsm", CFG, tmp_path)
+    assert PREPARED_COUNT["generated"] == before + 1
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.table.equals(b.table)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from mmpkd_core.data import DOMAINS, DataConfig, load_domain
+from mmpkd_core.teachers import FIT_COUNT, TEACHERS, teacher_outputs
+
+CFG = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=0)
+
+
+def domain_for(teacher: str) -> str:
+    return next(d for d in DOMAINS.names() if DOMAINS.get(d).modality == TEACHERS.get(teacher).modality)
+
+
+@pytest.mark.parametrize("name", TEACHERS.names())
+def test_teacher_reads_its_modality_well_and_is_fitted_once(name, cache_dir):
+    domain = domain_for(name)
+    before = FIT_COUNT["fitted"]
+    out = teacher_outputs(name, domain, CFG, seed=0, cache_dir=cache_dir)
+    n = CFG.n_train + CFG.n_val + CFG.n_test
+    assert out.logits.shape == (n, 2) and out.embedding.shape[0] == n
+    assert np.isfinite(out.logits).all() and np.isfinite(out.embedding).all()
+    # the privileged modality states the truth: the teacher must read it well on unseen cases
+    assert out.metrics["test_auroc"] > 0.85
+    again = teacher_outputs(name, domain, CFG, seed=0, cache_dir=cache_dir)
+    assert FIT_COUNT["fitted"] == before + 1
+    np.testing.assert_array_equal(out.logits, again.logits)
+
+
+def test_text_teacher_sees_through_label_noise(cache_dir):
+    """Trained on 30% wrong labels, the report teacher still ranks the true finding well."""
+    cfg = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=2, label_noise=0.3)
+    out = teacher_outputs("bert_scratch", "synthetic_cxr", cfg, seed=0, cache_dir=cache_dir)
+    d = load_domain("synthetic_cxr", cfg, cache_dir)
+    tr = d.index("train")
+    wrong = d.labels[tr] != d.true_labels[tr]
+    pred = (out.logits[tr, 1] > out.logits[tr, 0]).astype(int)
+    assert (pred[wrong] == d.true_labels[tr][wrong]).mean() > 0.6  # it disagrees with the wrong labels
+
+
+def test_teacher_for_the_wrong_modality_is_refused(cache_dir):
+    with pytest.raises(ValueError, match="reads text"):
+        teacher_outputs("bert_scratch", "synthetic_ddsm", CFG, seed=0, cache_dir=cache_dir)
