@@ -75,17 +75,6 @@ def check_spec(spec: StudySpec) -> None:
                                                     f"known: {', '.join(SEARCHABLE)}")
         dims[name] = parse_dist(name, raw)
         _check_range(name, dims[name])
-    for name, dist in dims.items():
-        for dep, val in (dist.when or {}).items():
-            where = f"search_space.{name}.when.{dep}"
-            if dep not in dims or dep == name:
-                raise SpecError(where, f"'{dep}' is not a searched dimension{_nearest(dep, [d for d in dims if d != name])}")
-            wanted = val if isinstance(val, list) else [val]
-            if isinstance(dims[dep], CategoricalDist):
-                bad = [w for w in wanted if w not in dims[dep].choices]
-                if bad:
-                    raise SpecError(where, f"{bad[0]!r} is not among the choices of '{dep}': {dims[dep].choices}")
-    dependency_order(dims)
 
     def fits(name: str, where: str) -> None:
         _known(TEACHERS, name, where)
@@ -117,6 +106,17 @@ def check_spec(spec: StudySpec) -> None:
     _known(METRICS, spec.objective.metric, "objective.metric")
     if spec.objective.metric not in spec.evaluation.metrics:
         raise SpecError("objective.metric", f"'{spec.objective.metric}' is not in evaluation.metrics; add it there")
+    for name, dist in dims.items():
+        for dep, val in (dist.when or {}).items():
+            where = f"search_space.{name}.when.{dep}"
+            if dep not in dims or dep == name:
+                raise SpecError(where, f"'{dep}' is not a searched dimension{_nearest(dep, [d for d in dims if d != name])}")
+            wanted = val if isinstance(val, list) else [val]
+            if isinstance(dims[dep], CategoricalDist):
+                bad = [w for w in wanted if w not in dims[dep].choices]
+                if bad:
+                    raise SpecError(where, f"{bad[0]!r} is not among the choices of '{dep}': {dims[dep].choices}")
+    dependency_order(dims)
     _check_student(spec)
 
 

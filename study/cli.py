@@ -14,7 +14,7 @@ from study.errors import StudyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sweep distillation recipes, store every trial in DuckDB, report how localization moves.")
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 DB_HELP = "DuckDB file holding the studies"
 
 
@@ -99,7 +99,8 @@ def status(db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP)
         return
     table = Table("study", "domain", "status", "trials", "completed", "pruned", "failed", "best test objective", "wall s")
     for r in rows:
-        table.add_row(*[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in r])
+        *cells, best, wall = r
+        table.add_row(*map(str, cells), "-" if best is None else f"{best:.3f}", "-" if wall is None else f"{wall:.0f}")
     console.print(table)
 
 

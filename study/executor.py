@@ -66,6 +66,9 @@ class Recorder:
         self.epochs: dict[str, list[dict]] = {}
         self.numbers: dict[str, int] = {}
 
+    def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
+        return {**self.__dict__, "say": print}
+
     def start(self, key: str, params: dict) -> str:
         number = len(self.numbers)
         trial_id = f"{number:04d}"

@@ -157,7 +157,8 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _translate(err: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> SpecError:
-    e = err.errors()[0]
+    errors = err.errors()
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains a "missing"
     loc = prefix + tuple(e["loc"])
     where = ".".join(str(p) for p in loc)
     if e["type"] == "extra_forbidden":
@@ -176,7 +177,7 @@ def parse_dist(name: str, raw: Any) -> Dist:
     if not isinstance(raw, dict):
         raise SpecError(where, "must be a mapping with a 'type' (float, int or categorical)")
     kind = raw.get("type")
-    if kind not in DIST_TYPES:
+    if not isinstance(kind, str) or kind not in DIST_TYPES:
         raise SpecError(f"{where}.type", f"must be one of float, int, categorical (got {kind!r})")
     model = DIST_TYPES[kind]
     try:

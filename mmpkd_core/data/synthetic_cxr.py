@@ -63,13 +63,13 @@ def generate(cfg: DataConfig) -> DomainData:
     yy, xx = grid(n, S)
     c = S / 2
     # thorax, lungs (image left = patient's right), rib shadows, texture
-    img = 0.55 * ellipse(yy, xx, np.full(n, c), np.full(n, c), np.full(n, 0.48 * S), np.full(n, 0.46 * S))
+    img = 0.35 * ellipse(yy, xx, np.full(n, c), np.full(n, c), np.full(n, 0.48 * S), np.full(n, 0.46 * S))
     lung_ry, lung_rx = 0.33 * S, 0.15 * S
     lung_cy = c + rng.uniform(-0.04, 0.04, n) * S
     left = ellipse(yy, xx, lung_cy, c - 0.2 * S, np.full(n, lung_ry), np.full(n, lung_rx))
     right = ellipse(yy, xx, lung_cy, c + 0.2 * S, np.full(n, lung_ry), np.full(n, lung_rx))
     lungs = left | right
-    img = img - 0.3 * lungs
+    img = img - 0.17 * lungs
     img = img + 0.05 * lungs * np.sin(2 * np.pi * yy / (S / 6) + rng.uniform(0, 6.3, n)[:, None, None])
     img = img + smooth_noise(rng, n, S, sigma=1.5, scale=0.05)
 
@@ -78,7 +78,7 @@ def generate(cfg: DataConfig) -> DomainData:
     cx = np.where(on_left, c - 0.2 * S, c + 0.2 * S) + rng.uniform(-0.07, 0.07, n) * S
     cy = lung_cy + rng.uniform(-0.22, 0.22, n) * S
     radius = rng.uniform(4.0, 6.5, n)
-    contrast = rng.uniform(0.40, 0.60, n) * true
+    contrast = rng.uniform(0.35, 0.55, n) * true
     blob, roi = lesion(yy, xx, cy, cx, radius, contrast)
     img = img + blob
     masks = roi & (true[:, None, None] == 1)

@@ -54,7 +54,7 @@ def generate(cfg: DataConfig) -> DomainData:
     # pectoral wedge in the upper corner on the chest-wall side (MLO only)
     dist_wall = np.where(left[:, None, None], xx, S - 1 - xx)
     pect = (dist_wall + yy * 0.9 < 0.35 * S) & mlo[:, None, None]
-    img = np.where(pect, 0.75, img)
+    img = np.where(pect, 0.6, img)
 
     true = (rng.random(n) < 0.5).astype(np.int64)
     # mass centre inside the tissue, away from the wedge and the skin line

@@ -1,0 +1,97 @@
+"""A tiny spec through the real CLI: Ray executor and local executor, checked in the database."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+TINY = textwrap.dedent("""\
+    name: {name}
+    domain: {domain}
+    data: {{n_train: 100, n_val: 40, n_test: 40, image_size: 32, seed: 0}}
+    student: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 1, batch_size: 32}}
+    search_space:
+      teacher: {{type: categorical, choices: [{teachers}]}}
+      alpha: {{type: float, low: 0.1, high: 1.0}}
+      temperature: {{type: float, low: 1.0, high: 8.0, log: true}}
+      attention_method: {{type: categorical, choices: [raw_cls, rollout]}}
+    evaluation: {{methods: [raw_cls, rollout], metrics: [pointing_game, relevance_mass]}}
+    executor: {{kind: {kind}, trials: 2, max_concurrent: 2, scheduler: fifo, seed: 0}}
+    """)
+STUDY = [sys.executable, "-m", "study.cli"]
+
+
+def run_cli(args, tmp_path, cache_dir):
+    env = dict(os.environ, MMPKD_CACHE=cache_dir)
+    return subprocess.run(STUDY + args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def check_database(db: Path, name: str, n_trials: int, test_rois: int):
+    con = duckdb.connect(str(db), read_only=True)
+    trials = con.execute("SELECT trial_id, status, teacher, alpha, temperature, attention_method, params_json,"
+                         " test_objective FROM trials WHERE study = ? ORDER BY trial_id", [name]).fetchall()
+    assert len(trials) == n_trials
+    for tid, status, teacher, alpha, temperature, method, params, objective in trials:
+        params = json.loads(params)
+        assert status == "completed"
+        assert (teacher, alpha, temperature, method) == (params["teacher"], params["alpha"], params["temperature"],
+                                                         params["attention_method"])
+        assert 0.0 <= objective <= 1.0
+    assert con.execute("SELECT count(*) FROM epochs WHERE study = ?", [name]).fetchone()[0] == n_trials
+    loc = con.execute("SELECT trial_id, method, metric, count(*), count(DISTINCT image_id) FROM localization"
+                      " WHERE study = ? GROUP BY ALL ORDER BY ALL", [name]).fetchall()
+    assert len(loc) == n_trials * 2 * 2
+    assert all(n == test_rois and distinct == test_rois for *_, n, distinct in loc)
+    # the stored objective is the mean of the stored per-image scores of the sampled method
+    mismatch = con.execute("""
+        SELECT count(*) FROM trials t WHERE study = ? AND abs(t.test_objective - (
+            SELECT avg(value) FROM localization l WHERE l.study = t.study AND l.trial_id = t.trial_id
+            AND l.method = t.attention_method AND l.metric = 'pointing_game')) > 1e-9""", [name]).fetchone()[0]
+    assert mismatch == 0
+    con.close()
+
+
+@pytest.mark.slow
+def test_ray_study_end_to_end_through_the_cli(tmp_path, cache_dir):
+    (tmp_path / "tiny.yaml").write_text(TINY.format(name="tiny-ray", domain="synthetic_ddsm",
+                                                    teachers="lightgbm, mlp", kind="ray"))
+    out = run_cli(["run", "tiny.yaml", "--db", "t.duckdb"], tmp_path, cache_dir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    check_database(tmp_path / "t.duckdb", "tiny-ray", 2, test_rois=40)  # every ddsm image has a mass
+    html = (tmp_path / "reports" / "tiny-ray.html").read_text()
+    assert "plotly" in html and "tiny-ray" in html
+    status = run_cli(["status", "--db", "t.duckdb"], tmp_path, cache_dir)
+    assert status.returncode == 0 and "tiny-ray" in status.stdout
+    again = run_cli(["run", "tiny.yaml", "--db", "t.duckdb"], tmp_path, cache_dir)
+    assert again.returncode == 1
+    assert again.stderr.strip() == ("error: Study 'tiny-ray' exists in t.duckdb. "
+                                    "Use --name NEW, --replace, or --db OTHER.duckdb.")
+
+
+def test_local_executor_text_domain_end_to_end(tmp_path, cache_dir):
+    (tmp_path / "tiny.yaml").write_text(TINY.format(name="tiny-cxr", domain="synthetic_cxr",
+                                                    teachers="bert_scratch", kind="local"))
+    out = run_cli(["run", "tiny.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    rois = con.execute("SELECT count(DISTINCT image_id) FROM localization").fetchone()[0]
+    con.close()
+    assert 10 < rois < 40  # only the test images with a finding are scored
+    check_database(tmp_path / "t.duckdb", "tiny-cxr", 2, test_rois=rois)
+
+
+def test_bad_spec_stops_before_anything_is_written(tmp_path, cache_dir):
+    (tmp_path / "bad.yaml").write_text(TINY.format(name="bad", domain="synthetic_ddsm", teachers="bert_scratch",
+                                                   kind="local"))
+    out = run_cli(["run", "bad.yaml", "--db", "t.duckdb"], tmp_path, cache_dir)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "error: bad.yaml: search_space.teacher.choices[0]: teacher 'bert_scratch' reads text but domain "
+        "'synthetic_ddsm' has tabular; use one of: lightgbm, mlp")
+    assert out.stdout == ""
+    assert not (tmp_path / "t.duckdb").exists()

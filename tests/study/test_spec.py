@@ -1,0 +1,122 @@
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from study.errors import SpecError
+from study.spec import load_spec, spec_from_dict
+
+GOOD = textwrap.dedent("""\
+    name: ddsm-demo
+    domain: synthetic_ddsm
+    data: {n_train: 600, n_val: 150, n_test: 150, image_size: 48, seed: 0}
+    student: {model: vit_tiny_patch16_224, patch_size: 8, embed_dim: 64, depth: 3, num_heads: 4, epochs: 3, batch_size: 32}
+    search_space:
+      teacher: {type: categorical, choices: [lightgbm, mlp]}
+      temperature: {type: float, low: 1.0, high: 8.0, log: true}
+      alpha: {type: float, low: 0.0, high: 1.0}
+      beta: {type: float, low: 0.0, high: 1.0, when: {teacher: mlp}}
+      attention_method: {type: categorical, choices: [raw_cls, rollout]}
+      lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+      depth: {type: int, low: 2, high: 4, step: 1}
+    objective: {metric: pointing_game, mode: max}
+    evaluation: {methods: [raw_cls, rollout], metrics: [pointing_game, relevance_mass]}
+    executor: {kind: ray, trials: 8, max_concurrent: 2, scheduler: asha, seed: 0, resources: {cpu: 1, gpu: 0}}
+    """)
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_the_documented_shape_loads(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    dims = spec.dims()
+    assert spec.name == "ddsm-demo" and spec.executor.trials == 8
+    assert dims["temperature"].log and dims["beta"].when == {"teacher": "mlp"}
+    assert dims["depth"].type == "int" and dims["depth"].step == 1
+
+
+def test_shipped_specs_load():
+    for path in ["search_spaces/ddsm.yaml", "search_spaces/cxr.yaml", "search_spaces/smoke.yaml"]:
+        assert load_spec(path).name
+
+
+BAD = [
+    ("temperature: {type: float, low: 1.0, high: 8.0, log: true}",
+     "temperature: {type: float, low: 1.0, hgih: 8.0, log: true}",
+     "search_space.temperature.hgih: unknown key (did you mean 'high'?)"),
+    ("temperature: {type: float, low: 1.0, high: 8.0, log: true}",
+     "temperature: {type: float, low: 9.0, high: 8.0}",
+     "search_space.temperature: low (9.0) is greater than high (8.0); swap them"),
+    ("temperature: {type: float, low: 1.0, high: 8.0, log: true}",
+     "temperature: {type: float, low: 0.0, high: 8.0, log: true}",
+     "search_space.temperature.low: log: true needs low > 0 (got 0.0)"),
+    ("choices: [lightgbm, mlp]", "choices: [lightgbm, bert_scratch]",
+     "search_space.teacher.choices[1]: teacher 'bert_scratch' reads text but domain 'synthetic_ddsm' has tabular; "
+     "use one of: lightgbm, mlp"),
+    ("choices: [lightgbm, mlp]", "choices: [lightgmb, mlp]",
+     "search_space.teacher.choices[0]: unknown teacher 'lightgmb' (did you mean 'lightgbm'?); "
+     "known: bert_scratch, lightgbm, mlp"),
+    ("choices: [lightgbm, mlp]", "choices: []", "search_space.teacher.choices: is empty; list at least one choice"),
+    ("when: {teacher: mlp}", "when: {teachr: mlp}",
+     "search_space.beta.when.teachr: 'teachr' is not a searched dimension (did you mean 'teacher'?)"),
+    ("choices: [raw_cls, rollout]}\n  lr", "choices: [raw_cls, rolout]}\n  lr",
+     "search_space.attention_method.choices[1]: unknown attention method 'rolout' (did you mean 'rollout'?); "
+     "known: raw_cls, rollout"),
+    ("metric: pointing_game, mode", "metric: pointing_gam, mode",
+     "objective.metric: unknown localization metric 'pointing_gam' (did you mean 'pointing_game'?); "
+     "known: pointing_game, relevance_mass"),
+    ("n_train: 600", "n_trian: 600", "data.n_trian: unknown key (did you mean 'n_train'?)"),
+    ("epochs: 3", "epochs: three", "student.epochs: input should be a valid integer, unable to parse string as an integer (got 'three')"),
+    ("domain: synthetic_ddsm", "domain: synthetic_dsm",
+     "domain: unknown domain 'synthetic_dsm' (did you mean 'synthetic_ddsm'?); known: synthetic_cxr, synthetic_ddsm"),
+    ("  alpha: {type: float", "  alfa: {type: float",
+     "search_space.alfa: unknown dimension (did you mean 'alpha'?); known: teacher, temperature, alpha, beta, "
+     "attention_method, seed, patch_size, embed_dim, depth, num_heads, epochs, batch_size, lr, weight_decay, warmup_epochs"),
+    ("alpha: {type: float, low: 0.0, high: 1.0}", "alpha: {type: float, low: 0.0, high: 1.5}",
+     "search_space.alpha: alpha must lie in [0.0, 1.0] (got 1.5)"),
+    ("kind: ray", "kind: slurm", "executor.kind: input should be 'ray' or 'local' (got 'slurm')"),
+    ("executor:", "exector:", "exector: unknown key (did you mean 'executor'?)"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BAD, ids=[b[2].split(":")[0] for b in BAD])
+def test_bad_spec_gets_one_line_naming_the_key(tmp_path, old, new, message):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: {message}"
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("domain: synthetic_ddsm", "domain: [synthetic_ddsm"))
+    with pytest.raises(SpecError, match=r"YAML syntax error at line \d+, column \d+"):
+        load_spec(path)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12))
+def test_fuzzed_specs_raise_only_the_engines_error(raw):
+    try:
+        spec_from_dict(raw)
+    except SpecError as err:
+        assert "\n" not in str(err)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(["type", "low", "high", "log", "step", "choices", "when", "hgih"]),
+                       st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.text(max_size=4)
+                       | st.lists(st.integers(0, 3), max_size=3), max_size=5))
+def test_fuzzed_dimensions_raise_only_the_engines_error(dim):
+    try:
+        spec_from_dict({"name": "x", "domain": "synthetic_ddsm", "search_space": {"temperature": dim}})
+    except SpecError as err:
+        assert "\n" not in str(err)

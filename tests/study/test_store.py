@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+
+from study.errors import StoreError
+from study.store import Store, connect
+
+CONFIG = {"domain": "synthetic_ddsm", "teacher": "mlp", "temperature": 2.0, "alpha": 0.5, "beta": 0.0,
+          "attention_method": "rollout", "seed": 0, "student": {"lr": 1e-3, "weight_decay": 0.05, "epochs": 2}}
+RESULT = {"val_objective": 0.5, "test_objective": 0.25, "val_auroc": 0.9, "test_auroc": 0.8, "trial_seconds": 1.5,
+          "teacher_metrics": {"test_auroc": 1.0}, "image_ids": ["a", "b", "c"],
+          "scores": {"rollout|pointing_game": [1.0, 0.0, None], "rollout|relevance_mass": [0.5, 0.25, 0.75]}}
+EPOCHS = [{"epoch": e, "loss": 1.0 / e, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.8,
+           "val_objective": 0.5, "seconds": 0.1} for e in (1, 2)]
+
+
+def test_a_finished_trial_lands_with_its_epochs_and_per_image_scores(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.create_study("s", "synthetic_ddsm", "{}", "h")
+    store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "abc")
+    store.trial_finished("s", "0000", "completed", EPOCHS, RESULT)
+    con = store.con
+    assert con.execute("SELECT status, teacher, alpha, test_objective, epochs_done, is_baseline FROM trials").fetchall() == [
+        ("completed", "mlp", 0.5, 0.25, 2, False)]
+    assert con.execute("SELECT epoch, loss FROM epochs ORDER BY epoch").fetchall() == [(1, 1.0), (2, 0.5)]
+    rows = con.execute("SELECT method, metric, image_id, value FROM localization ORDER BY metric, image_id").fetchall()
+    assert rows == [("rollout", "pointing_game", "a", 1.0), ("rollout", "pointing_game", "b", 0.0),
+                    ("rollout", "pointing_game", "c", None), ("rollout", "relevance_mass", "a", 0.5),
+                    ("rollout", "relevance_mass", "b", 0.25), ("rollout", "relevance_mass", "c", 0.75)]
+    agg = con.execute("SELECT metric, mean, n, n_nan FROM evaluation ORDER BY metric").fetchall()
+    assert agg == [("pointing_game", 0.5, 3, 1), ("relevance_mass", 0.5, 3, 0)]
+
+
+def test_a_failure_inside_the_write_leaves_no_half_trial(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.trial_started("s", "0000", 0, CONFIG, {}, "abc")
+    bad = dict(RESULT, scores={"rollout|pointing_game": [1.0]})  # length mismatch -> error mid-write
+    with pytest.raises(Exception):
+        store.trial_finished("s", "0000", "completed", EPOCHS, bad)
+    assert store.con.execute("SELECT status FROM trials").fetchall() == [("running",)]
+    assert store.con.execute("SELECT count(*) FROM epochs").fetchone() == (0,)
+
+
+def test_baseline_trials_are_marked(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.trial_started("s", "0000", 0, dict(CONFIG, alpha=0.0, beta=0.0), {}, "abc")
+    assert store.con.execute("SELECT is_baseline, teacher FROM trials").fetchone() == (True, None)
+
+
+def test_a_second_writer_gets_a_clear_message(tmp_path):
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    store.con  # hold the write lock in this process
+    code = f"from study.store import connect\ntry:\n connect({str(path)!r})\nexcept Exception as e:\n print(e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out == (f"database '{path}' is in use by another writing process (a study still running?); "
+                   "wait for it to finish or use --db OTHER.duckdb")
+
+
+def test_read_only_open_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(StoreError, match="not found; run a study first"):
+        connect(str(tmp_path / "none.duckdb"), read_only=True)
