@@ -26,13 +26,14 @@ def localization_scores(
 ) -> dict[tuple[str, str], np.ndarray]:
     """Every method x every metric, one score per image. Maps are upsampled by
     ``localization.upsample`` (bilinear) to the mask's resolution; class-specific methods
-    explain the positive class (the finding), which every scored image has."""
+    explain the class the student predicts."""
     size = masks.shape[-2:]
     out: dict[tuple[str, str], list[np.ndarray]] = {(m, k): [] for m in methods for k in metrics}
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
         msk = masks[start : start + batch_size]
-        target = torch.ones(len(x), dtype=torch.long, device=x.device)
+        with torch.no_grad():
+            target = model.eval()(x).argmax(dim=-1)  # one forward for every class-specific method
         for m in methods:
             maps = localization.upsample(attention.extract(m, model, x, target=target), size)
             for k in metrics:

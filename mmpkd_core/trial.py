@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from mmpkd_core.config import TrialConfig
+
+CHANCE_REFERENCES = ("uniform", "centre")  # scored in every trial, beside the real methods
 from mmpkd_core.data import load_domain
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
 from mmpkd_core.teachers import teacher_outputs
@@ -72,7 +74,7 @@ def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None) ->
 
     te = data.index("test")
     roi = te[data.masks[te].any(axis=(1, 2))]
-    methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method)))
+    methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
     scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics)
     obj = scores.get((cfg.attention_method, cfg.objective_metric))
     last = history[-1]

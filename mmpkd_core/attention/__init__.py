@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from mmpkd_core.attention import raw_cls, rollout  # noqa: F401  (fill the registry)
+from mmpkd_core.attention import attnlrp, chance, grad_rollout, gradcam_tokens, raw_cls, rollout  # noqa: F401  (fill the registry)
 from mmpkd_core.attention.base import METHODS, Method
+from mmpkd_core.attention.chance import CHANCE
 
 
 def extract(method: str, model, images: torch.Tensor, target: torch.Tensor | None = None, **params) -> torch.Tensor:
@@ -23,4 +24,4 @@ def available() -> list[str]:
     return METHODS.names()
 
 
-__all__ = ["METHODS", "Method", "available", "extract"]
+__all__ = ["CHANCE", "METHODS", "Method", "available", "extract"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmpkd_core.localization import pointing_game, relevance_mass  # noqa: F401  (fill the registry)
+from mmpkd_core.localization import (  # noqa: F401  (fill the registry)
+    cnr, iou_top_k, pixel_ranking, pointing_game, relevance_mass, relevance_rank)
 from mmpkd_core.localization.base import METRICS, Metric, upsample
 
 

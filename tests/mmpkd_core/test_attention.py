@@ -69,5 +69,64 @@ def test_rollout_of_identity_attention_is_uniform_zero_to_patches():
 
 
 def test_unknown_method_lists_known_ones():
-    with pytest.raises(KeyError, match="Known: raw_cls, rollout"):
+    with pytest.raises(KeyError, match="Did you mean 'rollout'.*Known: attnlrp, centre, grad_rollout"):
         attention.extract("rolout", tiny_vit(), torch.randn(1, 1, 32, 32))
+
+
+def test_grad_rollout_matches_chefers_recursion_written_out():
+    model = tiny_vit()
+    x = torch.randn(2, 1, 32, 32)
+    target = torch.tensor([1, 0])
+    model.eval()
+    with captured_attention(model) as attns:
+        logits = model(x)
+        grads = torch.autograd.grad(logits[0, 1] + logits[1, 0], attns)
+    R = torch.eye(17).expand(2, 17, 17)
+    for a, g in zip(attns, grads):
+        R = R + (g * a).clamp(min=0).mean(1) @ R
+    expected = R[:, 0, 1:].reshape(2, 4, 4)
+    torch.testing.assert_close(attention.extract("grad_rollout", model, x, target=target), expected.detach())
+    assert all(p.grad is None for p in model.parameters())  # the explanation left no gradients behind
+
+
+def test_gradcam_tokens_is_relu_of_gradient_weighted_norm1_activations():
+    model = tiny_vit().eval()
+    x = torch.randn(2, 1, 32, 32)
+    target = torch.tensor([0, 1])
+    acts = []
+    h = model.blocks[-1].norm1.register_forward_hook(lambda m, i, o: acts.append(o))
+    logits = model(x)
+    h.remove()
+    (g,) = torch.autograd.grad(logits[0, 0] + logits[1, 1], acts[0])
+    w = g[:, 1:].mean(1, keepdim=True)
+    expected = (w * acts[0][:, 1:]).sum(-1).clamp(min=0).reshape(2, 4, 4)
+    torch.testing.assert_close(attention.extract("gradcam_tokens", model, x, target=target), expected.detach())
+
+
+def test_attnlrp_forward_reproduces_the_models_logits():
+    from mmpkd_core.attention.attnlrp import lrp_forward
+
+    model = tiny_vit(reg_tokens=2).eval()
+    x = torch.randn(3, 1, 32, 32)
+    _, logits = lrp_forward(model, x)
+    torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_attnlrp_of_a_linear_path_is_gradient_times_input():
+    """With the modified rules, relevance summed over patches plus what the biases, CLS token
+    and position embeddings absorb equals the logit: check the patch part is finite and that
+    class-specific maps differ between classes."""
+    model = tiny_vit().eval()
+    x = torch.randn(2, 1, 32, 32)
+    a0 = attention.METHODS.get("attnlrp").fn(model, x, torch.tensor([0, 0]))
+    a1 = attention.METHODS.get("attnlrp").fn(model, x, torch.tensor([1, 1]))
+    assert torch.isfinite(a0).all() and not torch.allclose(a0, a1)
+
+
+def test_chance_references():
+    model = tiny_vit()
+    x = torch.randn(2, 1, 32, 32)
+    u = attention.extract("uniform", model, x)
+    c = attention.extract("centre", model, x)
+    assert (u == 1).all()
+    assert c[0, 1, 1] == c[0, 2, 2] == c.max() and c[0, 0, 0] == c.min()  # peaks in the middle, symmetric
