@@ -70,13 +70,13 @@ def lrp_forward(model, images) -> tuple[torch.Tensor, torch.Tensor]:
     return emb, model.head(_norm(model.fc_norm, model.pool(x)))
 
 
-def attnlrp(model, images, target) -> torch.Tensor:
+def attnlrp(model, images, target, score: str = "contrast") -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
             emb, logits = lrp_forward(model, images)
-            (grad,) = torch.autograd.grad(target_score(logits, target), emb)
+            (grad,) = torch.autograd.grad(target_score(logits, target, score), emb)
     finally:
         model.train(was_training)
     rel = (emb * grad).sum(dim=-1).detach()  # (B, n_patches)

@@ -13,10 +13,10 @@ from mmpkd_core.attention._grad import target_score
 from mmpkd_core.attention.base import METHODS, Method
 
 
-def grad_rollout(model, images, target) -> torch.Tensor:
+def grad_rollout(model, images, target, score: str = "contrast") -> torch.Tensor:
     with torch.enable_grad(), captured_attention(model) as attns:
         logits = model(images)
-        grads = torch.autograd.grad(target_score(logits, target), attns)  # parameters' .grad untouched
+        grads = torch.autograd.grad(target_score(logits, target, score), attns)  # parameters' .grad untouched
     B, _, N, _ = attns[0].shape
     R = torch.eye(N, device=images.device).expand(B, N, N)
     for a, g in zip(attns, grads):

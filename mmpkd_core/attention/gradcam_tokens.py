@@ -13,7 +13,7 @@ from mmpkd_core.attention._grad import target_score
 from mmpkd_core.attention.base import METHODS, Method
 
 
-def gradcam_tokens(model, images, target) -> torch.Tensor:
+def gradcam_tokens(model, images, target, score: str = "contrast") -> torch.Tensor:
     acts: list[torch.Tensor] = []
     handle = model.blocks[-1].norm1.register_forward_hook(lambda _m, _i, out: acts.append(out))
     was_training = model.training
@@ -21,7 +21,7 @@ def gradcam_tokens(model, images, target) -> torch.Tensor:
         model.eval()
         with torch.enable_grad():
             logits = model(images)
-            (grad,) = torch.autograd.grad(target_score(logits, target), acts[0])
+            (grad,) = torch.autograd.grad(target_score(logits, target, score), acts[0])
     finally:
         handle.remove()
         model.train(was_training)
