@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -58,13 +58,12 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Tensors) -> dict:
     return out
 
 
-def train(
-    cfg: TrialConfig,
-    data: DomainData,
-    t: Tensors,
-    on_epoch: Callable[[dict, bool], None] | None = None,
-) -> tuple[nn.Module, list[dict]]:
-    """Train the student; ``on_epoch(row, is_last)`` receives each epoch's losses and validation metrics."""
+def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tuple[nn.Module, dict]]:
+    """Train the student, yielding ``(model, row)`` after each epoch: losses and validation metrics.
+
+    A generator, so that several seeds of one recipe can be trained in lockstep and their
+    validation objective averaged epoch by epoch.
+    """
     s = cfg.student
     torch.manual_seed(cfg.seed)
     device = t.x.device
@@ -77,11 +76,11 @@ def train(
     steps_per_epoch = math.ceil(len(tr) / s.batch_size)
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    history, step = [], 0
+    step = 0
     for epoch in range(1, s.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0}
+        sums = {k: torch.zeros((), device=device) for k in ("loss", "ce", "kd", "feat")}
         for b in tr[torch.randperm(len(tr), generator=g).to(device)].split(s.batch_size):
             for group in opt.param_groups:
                 group["lr"] = get_lr(step, total, warmup, s.lr)
@@ -93,18 +92,24 @@ def train(
                 student_feat=proj(pre) if proj is not None else None,
                 teacher_feat=t.t_feat[b] if t.t_feat is not None else None,
             )
-            if not torch.isfinite(parts["loss"]):
-                raise FloatingPointError(f"non-finite loss {parts['loss'].item()} at epoch {epoch}, step {step}")
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()
             opt.step()
             step += 1
             for k in sums:
-                sums[k] += parts[k].item() * len(b)
-        row = {"epoch": epoch, **{k: v / len(tr) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+                sums[k] += parts[k].detach() * len(b)  # no device sync inside the loop
+        row = {"epoch": epoch, **{k: v.item() / len(tr) for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"]}
+        if not math.isfinite(row["loss"]):
+            raise FloatingPointError(f"non-finite training loss ({row['loss']}) in epoch {epoch}; "
+                                     "lower lr or temperature")
         row.update(val_metrics(cfg, model, data, t))
         row["seconds"] = time.perf_counter() - t0
+        yield model, row
+
+
+def train(cfg: TrialConfig, data: DomainData, t: Tensors) -> tuple[nn.Module, list[dict]]:
+    """Train to the end; the model and one row per epoch."""
+    history = []
+    for model, row in train_epochs(cfg, data, t):
         history.append(row)
-        if on_epoch is not None:
-            on_epoch(row, epoch == s.epochs)
     return model, history

@@ -1,6 +1,11 @@
-"""``run_trial``: the only door into the science. Usable from a notebook: ``run_trial(cfg)``."""
+"""``run_trial``: the only door into the science. Usable from a notebook: ``run_trial(cfg)``.
+
+``run_recipe`` trains one recipe under several seeds in lockstep, so that a scheduler sees the
+validation objective averaged over seeds after every epoch.
+"""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -9,12 +14,13 @@ import numpy as np
 import torch
 
 from mmpkd_core.config import TrialConfig
-
-CHANCE_REFERENCES = ("uniform", "centre")  # scored in every trial, beside the real methods
 from mmpkd_core.data import load_domain
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
 from mmpkd_core.teachers import teacher_outputs
-from mmpkd_core.trainer import to_tensors, train
+from mmpkd_core.trainer import to_tensors, train_epochs
+
+CHANCE_REFERENCES = ("uniform", "centre")  # scored in every trial, beside the real methods
+EPOCH_KEYS = ("loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds")
 
 
 @dataclass
@@ -34,12 +40,26 @@ class TrialResult:
     def payload(self) -> dict:
         """Plain, JSON-able form for reporting from a worker to the driver."""
         return {
-            "config_hash": self.config_hash, "test_auroc": self.test_auroc, "val_auroc": self.val_auroc,
-            "val_objective": self.val_objective, "test_objective": self.test_objective,
-            "image_ids": list(self.image_ids), "teacher_metrics": self.teacher_metrics,
+            "seed": self.config.seed, "config_hash": self.config_hash, "test_auroc": self.test_auroc,
+            "val_auroc": self.val_auroc, "val_objective": self.val_objective, "test_objective": self.test_objective,
+            "image_ids": list(self.image_ids), "teacher_metrics": self.teacher_metrics, "epochs": self.epochs,
             "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
             "trial_seconds": self.seconds,
         }
+
+
+def baseline_config(cfg: TrialConfig) -> TrialConfig:
+    """The matched no-distillation baseline of ``cfg``: same domain, data, seed, student and schedule,
+    alpha = beta = 0, evaluated under every registered method and metric so that any study can
+    reuse it. Its ``config_hash()`` is the key under which it is stored and looked up."""
+    from mmpkd_core.attention import available as methods
+    from mmpkd_core.localization import available as metrics
+
+    return dataclasses.replace(
+        cfg, teacher="none", alpha=0.0, beta=0.0, temperature=1.0, attention_method="rollout",
+        objective_metric="pointing_game", eval_methods=tuple(m for m in methods() if m != "random"),
+        eval_metrics=tuple(metrics()),
+    )
 
 
 def pick_device() -> torch.device:
@@ -47,11 +67,17 @@ def pick_device() -> torch.device:
 
 
 def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None) -> TrialResult:
-    """Train one student with one recipe and evaluate it.
+    """Train one student with one recipe and one seed, and evaluate it (see ``run_recipe``)."""
+    return run_recipe(cfg, [cfg.seed], report)[0]
 
-    ``report(row)`` is called once per epoch with the losses and validation metrics; the last
-    epoch's row also carries the whole result (``row["result"]``), so a caller that stops
-    listening after the last epoch still receives it.
+
+def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None] | None = None) -> list[TrialResult]:
+    """Train ``cfg`` once per seed, in lockstep, and evaluate each student on the test images.
+
+    ``report(row)`` is called once per epoch with the losses and validation metrics averaged over
+    seeds (``row["per_seed"]`` has each seed's own). The last epoch's row also carries every seed's
+    whole result (``row["results"]``), so a caller that stops listening after the last epoch still
+    receives them.
     """
     t_start = time.perf_counter()
     if cfg.threads:
@@ -59,26 +85,40 @@ def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None) ->
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device()
     data = load_domain(cfg.domain, cfg.data, cfg.cache_dir)
-    teacher = None if cfg.is_baseline else teacher_outputs(cfg.teacher, cfg.domain, cfg.data, cfg.seed, cfg.cache_dir)
-    t = to_tensors(data, teacher, device)
+    cfgs = [dataclasses.replace(cfg, seed=int(s)) for s in seeds]
+    teachers = [None if c.is_baseline else teacher_outputs(c.teacher, c.domain, c.data, c.seed, c.cache_dir) for c in cfgs]
+    tensors = [to_tensors(data, tch, device) for tch in teachers]
+    runs = [train_epochs(c, data, t) for c, t in zip(cfgs, tensors)]
+    histories: list[list[dict]] = [[] for _ in cfgs]
+    models = [None] * len(cfgs)
+    for epoch in range(1, cfg.student.epochs + 1):
+        for i, run in enumerate(runs):
+            models[i], row = next(run)
+            histories[i].append(row)
+        rows = [h[-1] for h in histories]
+        mean = {"epoch": epoch, **{k: float(np.mean([r[k] for r in rows])) for k in EPOCH_KEYS},
+                "per_seed": {str(c.seed): r for c, r in zip(cfgs, rows)}}
+        if epoch < cfg.student.epochs:
+            if report is not None:
+                report(mean)
+            continue
+        results = [evaluate(c, m, data, t, h, tch) for c, m, t, h, tch in zip(cfgs, models, tensors, histories, teachers)]
+        for r in results:
+            r.seconds = (time.perf_counter() - t_start) / len(results)
+        if report is not None:
+            report({**mean, "results": [r.payload() for r in results]})
+        return results
+    raise ValueError("student.epochs must be at least 1")
 
-    held: dict = {}
 
-    def on_epoch(row: dict, is_last: bool) -> None:
-        if is_last:
-            held["row"] = row
-        elif report is not None:
-            report(row)
-
-    model, history = train(cfg, data, t, on_epoch)
-
+def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> TrialResult:
     te = data.index("test")
     roi = te[data.masks[te].any(axis=(1, 2))]
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
     scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics)
     obj = scores.get((cfg.attention_method, cfg.objective_metric))
     last = history[-1]
-    result = TrialResult(
+    return TrialResult(
         config=cfg, config_hash=cfg.config_hash(), epochs=history,
         test_auroc=auroc(data.true_labels[te], predict_scores(model, t.x[te])),
         val_auroc=last["val_auroc"], val_objective=last["val_objective"],
@@ -86,7 +126,3 @@ def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None) ->
         image_ids=[str(i) for i in data.image_ids[roi]], scores=scores,
         teacher_metrics=teacher.metrics if teacher is not None else {},
     )
-    result.seconds = time.perf_counter() - t_start
-    if report is not None:
-        report({**held["row"], "result": result.payload()})
-    return result

@@ -117,6 +117,10 @@ def check_spec(spec: StudySpec) -> None:
                 if bad:
                     raise SpecError(where, f"{bad[0]!r} is not among the choices of '{dep}': {dims[dep].choices}")
     dependency_order(dims)
+    if spec.seeds is not None and (not spec.seeds or len(set(spec.seeds)) != len(spec.seeds)):
+        raise SpecError("seeds", "must list distinct seeds, at least one (e.g. seeds: [0, 1, 2])")
+    if spec.seeds and "seed" in dims:
+        raise SpecError("search_space.seed", "cannot be searched when 'seeds:' is given; keep one of them")
     _check_student(spec)
 
 

@@ -52,7 +52,7 @@ def run(
     _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
     if outcome.best:
         b = outcome.best
-        _say(f"best trial {b['trial_id']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "
+        _say(f"best recipe #{b['recipe']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "
              f"test {b['test_objective']:.3f}, test AUROC {b['test_auroc']:.3f}")
     store.close()
     _say(f"database: {db.resolve()}")

@@ -1,9 +1,14 @@
-"""Running a study: prepare data and teachers once, then sample and run trials.
+"""Running a study: prepare data and teachers once, run the matched baselines, then sample and
+run the recipes.
 
 ``kind: ray`` runs trials in Ray Tune (OptunaSearch with a seeded TPE sampler, ASHA or FIFO) on a
 local Ray instance, or on an existing cluster with ``address``. ``kind: local`` runs the same
-trials in this process with plain Optuna, for debugging. Either way the driver alone writes
-the database, one transaction per finished trial.
+trials in this process with plain Optuna, for debugging. Either way the driver alone writes the
+database, one transaction per finished trial.
+
+A *recipe* is one sampled point of the search space; it is trained once per seed of
+``spec.seeds``, in lockstep, and each seed is stored as its own row of ``trials``, paired with its
+own baseline (``baseline_key``).
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def prepare(spec: StudySpec, cache_dir: str, say) -> None:
     load_domain(spec.domain, base.data, cache_dir)
     dims = spec.dims()
     teachers = dims["teacher"].choices if "teacher" in dims else [base.teacher]
-    seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else [base.seed]
+    seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else spec.seed_list()
     for t in teachers:
         for seed in seeds:
             out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir)
@@ -59,45 +64,71 @@ class Outcome:
 
 
 class Recorder:
-    """The driver's single path from trial events to the store (used by both executors)."""
+    """The driver's single path from trial events to the store (used by both executors).
 
-    def __init__(self, store: Store, study: str, base, say, total: int):
-        self.store, self.study, self.base, self.say, self.total = store, study, base, say, total
-        self.epochs: dict[str, list[dict]] = {}
-        self.numbers: dict[str, int] = {}
+    ``key`` is the executor's own trial id; each key stands for one recipe, stored as one row per
+    seed. Baselines are recipes too (``is_baseline``), keyed in the store by their config hash.
+    """
+
+    def __init__(self, store: Store, study: str, base, say, total: int, seeds: list[int]):
+        self.store, self.study, self.base, self.say, self.total, self.seeds = store, study, base, say, total, seeds
+        self.rows: dict[str, dict[int, str]] = {}  # key -> seed -> trial_id
+        self.epochs: dict[str, list[dict]] = {}  # trial_id -> epoch rows
+        self.recipes = 0
+        self.finished = 0
 
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
         return {**self.__dict__, "say": print}
 
-    def start(self, key: str, params: dict) -> str:
-        number = len(self.numbers)
-        trial_id = f"{number:04d}"
-        self.numbers[key] = number
-        self.epochs[trial_id] = []
-        cfg = self.base.with_params(params)
-        self.store.trial_started(self.study, trial_id, number, cfg.to_dict(), params, cfg.config_hash())
-        return trial_id
+    def start(self, key: str, params: dict, baseline_of=None) -> None:
+        from mmpkd_core import baseline_config
 
-    def trial_id(self, key: str) -> str:
-        return f"{self.numbers[key]:04d}"
+        if baseline_of is not None:  # a baseline: one config, one row
+            cfg = baseline_of
+            tid = f"baseline-{cfg.config_hash()}"
+            self.rows[key] = {cfg.seed: tid}
+            self.epochs[tid] = []
+            self.store.trial_started(self.study, tid, None, cfg.to_dict(), {}, cfg.config_hash(), None)
+            return
+        number = self.recipes
+        self.recipes += 1
+        self.rows[key] = {}
+        for seed in self.seeds:
+            cfg = self.base.with_params({**params, "seed": seed}) if "seed" not in params else self.base.with_params(params)
+            tid = f"{number:04d}" if len(self.seeds) == 1 else f"{number:04d}.s{seed}"
+            self.rows[key][cfg.seed] = tid
+            self.epochs[tid] = []
+            self.store.trial_started(self.study, tid, number, cfg.to_dict(), params, cfg.config_hash(),
+                                     baseline_config(cfg).config_hash())
+            if "seed" in params:
+                break
 
-    def epoch(self, trial_id: str, row: dict) -> None:
-        self.epochs[trial_id].append({k: v for k, v in row.items() if k != "result"})
+    def epoch(self, key: str, row: dict) -> None:
+        for seed, tid in self.rows[key].items():
+            per_seed = row.get("per_seed", {}).get(str(seed), row)
+            self.epochs[tid].append({k: v for k, v in per_seed.items() if k not in ("result", "results", "per_seed")})
 
-    def finish(self, trial_id: str, status: str, result: dict | None = None, error: str | None = None,
+    def finish(self, key: str, status: str, results: list[dict] | None = None, error: str | None = None,
                params: dict | None = None) -> None:
-        eps = self.epochs.pop(trial_id, [])
-        self.store.trial_finished(self.study, trial_id, status, eps, result, error)
-        done = len(self.numbers) - len(self.epochs)
-        shown = " ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items())
+        by_seed = {r["seed"]: r for r in results or []}
+        for seed, tid in self.rows.pop(key).items():
+            eps = self.epochs.pop(tid, [])
+            self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error)
+        self.finished += 1
+        self.say(self._line(key, status, results, error, params, eps))
+
+    def _line(self, key, status, results, error, params, eps) -> str:
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items()) or "no distillation"
         if status == "completed":
-            tail = f"val {_fmt(result['val_objective'])} test {_fmt(result['test_objective'])} " \
-                   f"AUROC {_fmt(result['test_auroc'])} ({result['trial_seconds']:.1f} s)"
+            mean = lambda k: sum(r[k] for r in results) / len(results)
+            tail = (f"val {_fmt(mean('val_objective'))} test {_fmt(mean('test_objective'))} "
+                    f"AUROC {_fmt(mean('test_auroc'))} ({sum(r['trial_seconds'] for r in results):.1f} s)")
         elif status == "pruned":
             tail = f"pruned after {len(eps)} epochs (val {_fmt(eps[-1]['val_objective']) if eps else '-'})"
         else:
-            tail = f"FAILED: {(error or '').splitlines()[-1] if error else ''}"
-        self.say(f"trial {trial_id} [{done}/{self.total}] {shown}  {tail}")
+            tail = f"FAILED: {(error or '').strip().splitlines()[-1] if error else ''}"
+        kind = "baseline" if params is None else f"trial [{self.finished}/{self.total}]"
+        return f"{kind} {shown}  {tail}"
 
 
 def _fmt(v) -> str:
@@ -105,43 +136,109 @@ def _fmt(v) -> str:
 
 
 def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address: str | None = None) -> Outcome:
+    from mmpkd_core import baseline_config
+
     cache_dir = str(Path(cache_dir).resolve())
     t0 = time.perf_counter()
     prepare(spec, cache_dir, say)
     base = base_config(spec, cache_dir)
     store.create_study(spec.name, spec.domain, spec.model_dump_json(), spec.spec_hash())
-    rec = Recorder(store, spec.name, base, say, spec.executor.trials)
+    rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
     status = "failed"
     try:
+        session = _session(spec, address)
+        session.__enter__()
+        if spec.baselines:  # the baselines of the spec's own student and schedule, before the sweep
+            run_baselines(spec, [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()],
+                          rec, cache_dir, address)
         if spec.executor.kind == "ray":
             from study.ray_executor import run_ray
 
             run_ray(spec, base, rec, cache_dir, address)
         else:
             run_local(spec, base, rec)
+        if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
+            run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
         status = "completed"
     finally:
+        session.__exit__(None, None, None)
         wall = time.perf_counter() - t0
         store.finish_study(spec.name, status, wall)
     return summarize(store, spec.name, wall, spec.objective.mode)
 
 
+def _session(spec: StudySpec, address: str | None):
+    """One Ray instance for the baselines and the sweep (started once: it costs seconds)."""
+    if spec.executor.kind == "ray":
+        from study.ray_executor import ray_session
+
+        return ray_session(spec, address)
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def missing_baselines(store: Store, study: str) -> list:
+    from mmpkd_core import TrialConfig, baseline_config
+
+    rows = store.con.execute("""
+        SELECT DISTINCT t.config_json FROM trials t
+        WHERE t.study = ? AND NOT t.is_baseline AND t.baseline_key NOT IN
+              (SELECT config_hash FROM trials WHERE is_baseline AND status = 'completed')""", [study]).fetchall()
+    configs = {}
+    for (cfg_json,) in rows:
+        import json
+
+        b = baseline_config(TrialConfig.from_dict(json.loads(cfg_json)))
+        configs[b.config_hash()] = b
+    return list(configs.values())
+
+
+def run_baselines(spec: StudySpec, configs: list, rec: Recorder, cache_dir: str, address: str | None) -> None:
+    """Run the baselines not yet stored (by any study in this database)."""
+    done = rec.store.completed_baselines()
+    todo = [c for c in {c.config_hash(): c for c in configs}.values() if c.config_hash() not in done]
+    if not todo:
+        if configs:
+            rec.say(f"baselines: {len(configs)} reused from the database")
+        return
+    rec.say(f"baselines: running {len(todo)} (reused: {len(configs) - len(todo)})")
+    if spec.executor.kind == "ray":
+        from study.ray_executor import run_ray_baselines
+
+        run_ray_baselines(spec, todo, rec, cache_dir, address)
+        return
+    from mmpkd_core import run_trial
+
+    for i, cfg in enumerate(todo):
+        key = f"baseline-{i}"
+        rec.start(key, {}, baseline_of=cfg)
+        try:
+            result = run_trial(cfg, lambda row: rec.epoch(key, row))
+        except Exception as err:
+            rec.finish(key, "failed", error=_error_text(err))
+            continue
+        rec.finish(key, "completed", [result.payload()])
+
+
 def summarize(store: Store, study: str, wall: float, mode: str) -> Outcome:
-    counts = dict(store.con.execute("SELECT status, count(*) FROM trials WHERE study = ? GROUP BY status ORDER BY status",
-                                    [study]).fetchall())
+    counts = dict(store.con.execute(
+        "SELECT status, count(*) FROM trials WHERE study = ? AND NOT is_baseline GROUP BY status ORDER BY status",
+        [study]).fetchall())
     order = "DESC" if mode == "max" else "ASC"
     row = store.con.execute(
-        f"SELECT trial_id, params_json, val_objective, test_objective, test_auroc FROM trials "
-        f"WHERE study = ? AND status = 'completed' ORDER BY val_objective {order} NULLS LAST LIMIT 1", [study]).fetchone()
-    best = None if row is None else dict(zip(["trial_id", "params", "val_objective", "test_objective", "test_auroc"], row))
+        f"SELECT number, any_value(params_json), avg(val_objective) AS v, avg(test_objective), avg(test_auroc) "
+        f"FROM trials WHERE study = ? AND status = 'completed' AND NOT is_baseline GROUP BY number "
+        f"ORDER BY v {order} NULLS LAST LIMIT 1", [study]).fetchone()
+    best = None if row is None else dict(zip(["recipe", "params", "val_objective", "test_objective", "test_auroc"], row))
     return Outcome(study, counts, best, wall)
 
 
 def run_local(spec: StudySpec, base, rec: Recorder) -> None:
-    """The same trials in this process with plain Optuna (seeded TPE, successive halving)."""
+    """The same recipes in this process with plain Optuna (seeded TPE, successive halving)."""
     import optuna
 
-    from mmpkd_core import run_trial
+    from mmpkd_core import run_recipe
     from study.space import suggest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -153,24 +250,26 @@ def run_local(spec: StudySpec, base, rec: Recorder) -> None:
 
     def objective(trial) -> float:
         params = suggest(trial, dims)
-        tid = rec.start(str(trial.number), params)
+        key = str(trial.number)
+        rec.start(key, params)
 
         def report(row: dict) -> None:
-            rec.epoch(tid, row)
+            rec.epoch(key, row)
             trial.report(row["val_objective"], row["epoch"])
-            if "result" not in row and trial.should_prune():
+            if "results" not in row and trial.should_prune():
                 raise optuna.TrialPruned()
 
         try:
-            result = run_trial(base.with_params(params), report)
+            results = run_recipe(base.with_params(params), spec.seed_list() if "seed" not in params else [params["seed"]],
+                                 report)
         except optuna.TrialPruned:
-            rec.finish(tid, "pruned", params=params)
+            rec.finish(key, "pruned", params=params)
             raise
         except Exception as err:  # a failing trial must not sink the study
-            rec.finish(tid, "failed", error=_error_text(err), params=params)
+            rec.finish(key, "failed", error=_error_text(err), params=params)
             raise
-        rec.finish(tid, "completed", result.payload(), params=params)
-        return result.val_objective
+        rec.finish(key, "completed", [r.payload() for r in results], params=params)
+        return sum(r.val_objective for r in results) / len(results)
 
     ostudy.optimize(objective, n_trials=spec.executor.trials, catch=(Exception,))
 
@@ -184,5 +283,4 @@ def sampler(spec: StudySpec):
 
 def _error_text(err: BaseException) -> str:
     lines = traceback.format_exception(type(err), err, err.__traceback__)
-    return "".join(lines[-3:]).strip() + f"\n{type(err).__name__}: {err}"
-
+    return "".join(lines[-4:]).strip()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from study.spec import StudySpec
@@ -11,48 +12,80 @@ QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISAB
              "RAY_TRAIN_V2_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
 
 
-def ray_trial(config: dict, base: dict) -> None:
-    """Runs in a Ray worker: one trial, each epoch reported to the driver."""
+def ray_recipe(config: dict, base: dict, seeds: list[int]) -> None:
+    """Runs in a Ray worker: one recipe under every seed, each epoch reported to the driver."""
+    from ray import tune
+
+    from mmpkd_core import TrialConfig, run_recipe
+
+    cfg = TrialConfig.from_dict(base).with_params(config)
+    run_recipe(cfg, [config["seed"]] if "seed" in config else seeds, report=tune.report)
+
+
+def ray_baseline(config: dict) -> None:
     from ray import tune
 
     from mmpkd_core import TrialConfig, run_trial
 
-    cfg = TrialConfig.from_dict(base).with_params(config)
-    run_trial(cfg, report=tune.report)
+    result = run_trial(TrialConfig.from_dict(config["cfg"]), report=tune.report)
+    del result
 
 
-def _callback_class():
+def _callback(rec, baselines: bool):
     from ray import tune
+
+    from mmpkd_core import TrialConfig
 
     class StoreCallback(tune.Callback):
         """Driver-side: every trial event goes through the Recorder into the store."""
 
-        def __init__(self, rec):
-            self.rec = rec
-
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.rec.start(trial.trial_id, dict(trial.config))
+            if baselines:
+                rec.start(trial.trial_id, {}, baseline_of=TrialConfig.from_dict(trial.config["cfg"]))
+            else:
+                rec.start(trial.trial_id, dict(trial.config))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.rec.epoch(self.rec.trial_id(trial.trial_id), result)
+            rec.epoch(trial.trial_id, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             last = trial.last_result or {}
-            status = "completed" if "result" in last else "pruned"
-            self.rec.finish(self.rec.trial_id(trial.trial_id), status, last.get("result"), params=dict(trial.config))
+            status = "completed" if "results" in last else "pruned"
+            rec.finish(trial.trial_id, status, last.get("results"), params=None if baselines else dict(trial.config))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             err = trial.get_error() if hasattr(trial, "get_error") else None
-            text = str(err) if err is not None else "trial raised (see the Ray log)"
-            self.rec.finish(self.rec.trial_id(trial.trial_id), "failed", error=text, params=dict(trial.config))
+            text = str(err).strip() if err is not None else "trial raised (see the Ray log)"
+            rec.finish(trial.trial_id, "failed", error=text, params=None if baselines else dict(trial.config))
 
-    return StoreCallback
+    return StoreCallback()
+
+
+@contextmanager
+def ray_session(spec: StudySpec, address: str | None):
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    import optuna
+    import ray
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 num_cpus=None if address else max(os.cpu_count() or 1, int(spec.executor.resources.cpu)),
+                 runtime_env={"env_vars": {k: os.environ[k] for k in QUIET_ENV}})
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _resources(spec: StudySpec) -> dict:
+    return {"cpu": spec.executor.resources.cpu, "gpu": spec.executor.resources.gpu}
 
 
 def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None) -> None:
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -60,32 +93,34 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
     from study.executor import sampler
     from study.space import define_by_run
 
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ex = spec.executor
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 num_cpus=None if address else max(os.cpu_count() or 1, int(ex.resources.cpu)),
-                 runtime_env={"env_vars": {k: os.environ[k] for k in QUIET_ENV}})
-    try:
+    with ray_session(spec, address):
         metric, mode = "val_objective", spec.objective.mode
         search = OptunaSearch(space=define_by_run(spec), metric=metric, mode=mode, sampler=sampler(spec))
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
                                    grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
                      if ex.scheduler == "asha" else FIFOScheduler())
-        trainable = tune.with_resources(tune.with_parameters(ray_trial, base=base.to_dict()),
-                                        {"cpu": ex.resources.cpu, "gpu": ex.resources.gpu})
+        trainable = tune.with_parameters(ray_recipe, base=base.to_dict(), seeds=spec.seed_list())
         tuner = tune.Tuner(
-            trainable,
+            tune.with_resources(trainable, _resources(spec)),
             tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=metric, mode=mode,
                                         num_samples=ex.trials, max_concurrent_trials=ex.max_concurrent,
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(Path(cache_dir) / "ray_results"),
-                                      verbose=0, callbacks=[_callback_class()(rec)]),
+                                      verbose=0, callbacks=[_callback(rec, baselines=False)]),
         )
         tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
+
+
+def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, address: str | None = None) -> None:
+    from ray import tune
+
+    with ray_session(spec, address):
+        tuner = tune.Tuner(
+            tune.with_resources(ray_baseline, _resources(spec)),
+            param_space={"cfg": tune.grid_search([c.to_dict() for c in configs])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.executor.max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name=f"{spec.name}-baselines", storage_path=str(Path(cache_dir) / "ray_results"),
+                                      verbose=0, callbacks=[_callback(rec, baselines=True)]),
+        )
+        tuner.fit()

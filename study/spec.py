@@ -124,6 +124,11 @@ class StudySpec(Strict):
     objective: ObjectiveSpec = ObjectiveSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     executor: ExecutorSpec = ExecutorSpec()
+    seeds: list[int] | None = None  # each sampled recipe is trained once per seed (default: recipe.seed)
+    baselines: bool = True  # run the matched no-distillation baselines (reused across studies)
+
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.recipe.seed]
 
     def dims(self) -> dict[str, Dist]:
         """The parsed search space (``load_spec`` has validated it)."""

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS trials (
     study VARCHAR, trial_id VARCHAR, number INTEGER, status VARCHAR, is_baseline BOOLEAN,
     domain VARCHAR, teacher VARCHAR, temperature DOUBLE, alpha DOUBLE, beta DOUBLE,
     attention_method VARCHAR, lr DOUBLE, weight_decay DOUBLE, epochs INTEGER, seed INTEGER,
-    params_json JSON, config_json JSON, config_hash VARCHAR,
+    params_json JSON, config_json JSON, config_hash VARCHAR, baseline_key VARCHAR,
     val_objective DOUBLE, test_objective DOUBLE, val_auroc DOUBLE, test_auroc DOUBLE,
     teacher_json JSON, epochs_done INTEGER, trial_seconds DOUBLE, error VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP,
@@ -102,17 +102,24 @@ class Store:
     def transaction(self):
         return _Transaction(self.con)
 
-    def trial_started(self, study: str, trial_id: str, number: int, config: dict, params: dict, config_hash: str) -> None:
+    def trial_started(self, study: str, trial_id: str, number: int | None, config: dict, params: dict,
+                      config_hash: str, baseline_key: str | None) -> None:
+        """A new row in state 'running'. ``baseline_key`` is the config hash of the trial's matched
+        baseline; a baseline itself has none."""
         s = config["student"]
-        is_base = config["alpha"] == 0 and config["beta"] == 0
+        is_base = baseline_key is None
         self.con.execute(
             "INSERT INTO trials (study, trial_id, number, status, is_baseline, domain, teacher, temperature, alpha,"
-            " beta, attention_method, lr, weight_decay, epochs, seed, params_json, config_json, config_hash, started_at)"
-            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " beta, attention_method, lr, weight_decay, epochs, seed, params_json, config_json, config_hash,"
+            " baseline_key, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [study, trial_id, number, is_base, config["domain"], None if is_base else config["teacher"],
-             config["temperature"], config["alpha"], config["beta"], config["attention_method"], s["lr"],
-             s["weight_decay"], s["epochs"], config["seed"], json.dumps(params), json.dumps(config),
-             config_hash, now()])
+             None if is_base else config["temperature"], config["alpha"], config["beta"],
+             None if is_base else config["attention_method"], s["lr"], s["weight_decay"], s["epochs"],
+             config["seed"], json.dumps(params), json.dumps(config), config_hash, baseline_key, now()])
+
+    def completed_baselines(self) -> set[str]:
+        rows = self.con.execute("SELECT config_hash FROM trials WHERE is_baseline AND status = 'completed'").fetchall()
+        return {r[0] for r in rows}
 
     def trial_finished(self, study: str, trial_id: str, status: str, epochs: list[dict],
                        result: dict | None = None, error: str | None = None) -> None:

@@ -33,7 +33,8 @@ def run_cli(args, tmp_path, cache_dir):
 def check_database(db: Path, name: str, n_trials: int, test_rois: int):
     con = duckdb.connect(str(db), read_only=True)
     trials = con.execute("SELECT trial_id, status, teacher, alpha, temperature, attention_method, params_json,"
-                         " test_objective FROM trials WHERE study = ? ORDER BY trial_id", [name]).fetchall()
+                         " test_objective FROM trials WHERE study = ? AND NOT is_baseline ORDER BY trial_id",
+                         [name]).fetchall()
     assert len(trials) == n_trials
     for tid, status, teacher, alpha, temperature, method, params, objective in trials:
         params = json.loads(params)
@@ -41,10 +42,19 @@ def check_database(db: Path, name: str, n_trials: int, test_rois: int):
         assert (teacher, alpha, temperature, method) == (params["teacher"], params["alpha"], params["temperature"],
                                                          params["attention_method"])
         assert 0.0 <= objective <= 1.0
-    assert con.execute("SELECT count(*) FROM epochs WHERE study = ?", [name]).fetchone()[0] == n_trials
-    loc = con.execute("SELECT trial_id, method, metric, count(*), count(DISTINCT image_id) FROM localization"
-                      " WHERE study = ? GROUP BY ALL ORDER BY ALL", [name]).fetchall()
-    assert len(loc) == n_trials * 2 * 2
+    # every trial is paired with a completed no-distillation baseline of the same seed and schedule
+    unpaired = con.execute("""
+        SELECT count(*) FROM trials t WHERE t.study = ? AND NOT t.is_baseline AND NOT EXISTS (
+            SELECT 1 FROM trials b WHERE b.is_baseline AND b.status = 'completed' AND b.config_hash = t.baseline_key
+            AND b.seed = t.seed AND b.epochs = t.epochs)""", [name]).fetchone()[0]
+    assert unpaired == 0
+    assert con.execute("SELECT count(*) FROM epochs e JOIN trials t USING (study, trial_id) WHERE study = ?"
+                       " AND NOT t.is_baseline", [name]).fetchone()[0] == n_trials
+    loc = con.execute("SELECT l.trial_id, method, metric, count(*), count(DISTINCT image_id) FROM localization l"
+                      " JOIN trials t USING (study, trial_id) WHERE study = ? AND NOT t.is_baseline"
+                      " GROUP BY ALL ORDER BY ALL", [name]).fetchall()
+    assert {m for _, m, *_ in loc} == {"raw_cls", "rollout", "uniform", "centre"}  # chance levels beside the methods
+    assert len(loc) == n_trials * 4 * 2
     assert all(n == test_rois and distinct == test_rois for *_, n, distinct in loc)
     # the stored objective is the mean of the stored per-image scores of the sampled method
     mismatch = con.execute("""
@@ -80,6 +90,7 @@ def test_local_executor_text_domain_end_to_end(tmp_path, cache_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
     rois = con.execute("SELECT count(DISTINCT image_id) FROM localization").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM trials WHERE is_baseline").fetchone()[0] == 1
     con.close()
     assert 10 < rois < 40  # only the test images with a finding are scored
     check_database(tmp_path / "t.duckdb", "tiny-cxr", 2, test_rois=rois)

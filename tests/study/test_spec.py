@@ -66,10 +66,10 @@ BAD = [
      "search_space.beta.when.teachr: 'teachr' is not a searched dimension (did you mean 'teacher'?)"),
     ("choices: [raw_cls, rollout]}\n  lr", "choices: [raw_cls, rolout]}\n  lr",
      "search_space.attention_method.choices[1]: unknown attention method 'rolout' (did you mean 'rollout'?); "
-     "known: raw_cls, rollout"),
+     "known: attnlrp, centre, grad_rollout, gradcam_tokens, random, raw_cls, rollout, uniform"),
     ("metric: pointing_game, mode", "metric: pointing_gam, mode",
      "objective.metric: unknown localization metric 'pointing_gam' (did you mean 'pointing_game'?); "
-     "known: pointing_game, relevance_mass"),
+     "known: cnr, iou_top_k, pixel_auprc, pixel_auroc, pointing_game, relevance_mass, relevance_rank"),
     ("n_train: 600", "n_trian: 600", "data.n_trian: unknown key (did you mean 'n_train'?)"),
     ("epochs: 3", "epochs: three", "student.epochs: input should be a valid integer, unable to parse string as an integer (got 'three')"),
     ("domain: synthetic_ddsm", "domain: synthetic_dsm",

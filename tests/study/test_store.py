@@ -18,7 +18,7 @@ EPOCHS = [{"epoch": e, "loss": 1.0 / e, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr":
 def test_a_finished_trial_lands_with_its_epochs_and_per_image_scores(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     store.create_study("s", "synthetic_ddsm", "{}", "h")
-    store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "abc")
+    store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "abc", "base1")
     store.trial_finished("s", "0000", "completed", EPOCHS, RESULT)
     con = store.con
     assert con.execute("SELECT status, teacher, alpha, test_objective, epochs_done, is_baseline FROM trials").fetchall() == [
@@ -34,7 +34,7 @@ def test_a_finished_trial_lands_with_its_epochs_and_per_image_scores(tmp_path):
 
 def test_a_failure_inside_the_write_leaves_no_half_trial(tmp_path):
     store = Store(tmp_path / "s.duckdb")
-    store.trial_started("s", "0000", 0, CONFIG, {}, "abc")
+    store.trial_started("s", "0000", 0, CONFIG, {}, "abc", "base1")
     bad = dict(RESULT, scores={"rollout|pointing_game": [1.0]})  # length mismatch -> error mid-write
     with pytest.raises(Exception):
         store.trial_finished("s", "0000", "completed", EPOCHS, bad)
@@ -44,8 +44,11 @@ def test_a_failure_inside_the_write_leaves_no_half_trial(tmp_path):
 
 def test_baseline_trials_are_marked(tmp_path):
     store = Store(tmp_path / "s.duckdb")
-    store.trial_started("s", "0000", 0, dict(CONFIG, alpha=0.0, beta=0.0), {}, "abc")
+    store.trial_started("s", "b", None, dict(CONFIG, alpha=0.0, beta=0.0), {}, "abc", None)
     assert store.con.execute("SELECT is_baseline, teacher FROM trials").fetchone() == (True, None)
+    assert store.completed_baselines() == set()
+    store.trial_finished("s", "b", "completed", EPOCHS, RESULT)
+    assert store.completed_baselines() == {"abc"}
 
 
 def test_a_second_writer_gets_a_clear_message(tmp_path):
