@@ -118,6 +118,92 @@ def methods() -> None:
     _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality})" for d in DOMAINS.names()))
 
 
+def _resolve(con, names: list[str]) -> list[str]:
+    """Stored study names: exact names, or the per-domain studies of a cross-domain spec's name."""
+    stored = [r[0] for r in con.execute("SELECT name FROM studies ORDER BY name").fetchall()]
+    out = []
+    for n in names:
+        hits = [n] if n in stored else [s for s in stored if s.startswith(f"{n}-")]
+        if not hits:
+            from mmpkd_core.registry import did_you_mean
+
+            raise StudyError(f"no study '{n}' in the database.{did_you_mean(n, stored)} Stored: {', '.join(stored) or 'none'}")
+        out += hits
+    return out
+
+
+def _emit(df, fmt: str) -> None:
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+    else:
+        from rich.table import Table
+
+        table = Table(*[str(c) for c in df.columns])
+        for row in df.itertuples(index=False):
+            table.add_row(*[("-" if v is None or (isinstance(v, float) and v != v) else
+                             f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row])
+        console.print(table)
+
+
+FORMAT = typer.Option("table", "--format", help="table, csv or json")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "csv", "json"):
+        raise StudyError(f"unknown format '{fmt}'; use table, csv or json")
+
+
+@app.command()
+def ablate(
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Stored study name(s)"),
+    by: str = typer.Option("teacher,attention_method", "--by", help="Comma-separated factors to group by"),
+    metric: str = typer.Option("pointing_game", "--metric", help="Localization metric"),
+    fmt: str = FORMAT,
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples"),
+) -> None:
+    """Print the ablation table: mean gain over the matched baseline per factor level, with intervals."""
+    from study.gains import ablation
+    from study.stats import PairingError
+    from study.store import connect
+
+    _check_format(fmt)
+    con = connect(str(db), read_only=True)
+    try:
+        _emit(ablation(con, _resolve(con, names), [b.strip() for b in by.split(",") if b.strip()], metric, n_boot), fmt)
+    except PairingError as err:
+        raise StudyError(str(err)) from None
+    finally:
+        con.close()
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., metavar="SQL", help="A read-only query over the tables and views"),
+    fmt: str = FORMAT,
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+) -> None:
+    """Run a read-only SQL query (the database is opened read-only: writes are refused)."""
+    import duckdb
+
+    from study.store import connect
+
+    _check_format(fmt)
+    con = connect(str(db), read_only=True)
+    try:
+        df = con.execute(sql).df()
+    except duckdb.Error as err:
+        msg = str(err).splitlines()[0]
+        if "read-only" in msg.lower():
+            raise StudyError("study query is read-only; it does not modify the database") from None
+        raise StudyError(f"query failed: {msg}") from None
+    finally:
+        con.close()
+    _emit(df, fmt)
+
+
 def main() -> None:
     try:
         app()  # click handles usage errors itself (exit code 2)

@@ -159,6 +159,9 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
             run_local(spec, base, rec)
         if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
             run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
+            from study.gains import refresh_gains
+
+            refresh_gains(store, spec.name)
         status = "completed"
     finally:
         session.__exit__(None, None, None)

@@ -71,7 +71,8 @@ def ray_session(spec: StudySpec, address: str | None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+        local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local instance stays on loopback
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local,
                  num_cpus=None if address else max(os.cpu_count() or 1, int(spec.executor.resources.cpu)),
                  runtime_env={"env_vars": {k: os.environ[k] for k in QUIET_ENV}})
     try:

@@ -41,6 +41,23 @@ CREATE TABLE IF NOT EXISTS localization (
 CREATE TABLE IF NOT EXISTS evaluation (
     study VARCHAR, trial_id VARCHAR, split VARCHAR, method VARCHAR, metric VARCHAR,
     mean DOUBLE, n INTEGER, n_nan INTEGER);
+CREATE TABLE IF NOT EXISTS gains (
+    study VARCHAR, domain VARCHAR, trial_id VARCHAR, number INTEGER, seed INTEGER, teacher VARCHAR,
+    temperature DOUBLE, alpha DOUBLE, beta DOUBLE, sampled_method VARCHAR, method VARCHAR, metric VARCHAR,
+    n_images INTEGER, score DOUBLE, baseline DOUBLE, gain DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
+    p_value DOUBLE, test VARCHAR, p_holm DOUBLE);
+CREATE OR REPLACE VIEW gains_by_image AS
+    SELECT t.study, t.domain, t.trial_id, t.number, t.seed, t.teacher, t.temperature, t.alpha, t.beta, t.lr,
+           t.weight_decay, t.epochs, t.attention_method AS sampled_method, l.method, l.metric, l.image_id,
+           l.value, bl.value AS baseline_value, l.value - bl.value AS gain,
+           bl.image_id IS NOT NULL AS baseline_value_present
+    FROM trials t
+    JOIN localization l ON l.study = t.study AND l.trial_id = t.trial_id
+    JOIN (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
+          WHERE is_baseline AND status = 'completed' GROUP BY config_hash) b ON b.config_hash = t.baseline_key
+    LEFT JOIN localization bl ON bl.study = b.study AND bl.trial_id = b.trial_id AND bl.method = l.method
+          AND bl.metric = l.metric AND bl.image_id = l.image_id
+    WHERE NOT t.is_baseline AND t.status = 'completed';
 CREATE OR REPLACE VIEW trial_summary AS
     SELECT t.study, t.trial_id, t.number, t.status, t.is_baseline, t.domain, t.teacher, t.temperature,
            t.alpha, t.beta, t.attention_method, t.lr, t.val_objective, t.test_objective, t.val_auroc,
@@ -90,7 +107,7 @@ class Store:
 
     def delete_study(self, name: str) -> None:
         with self.transaction():
-            for table in ("localization", "evaluation", "epochs", "trials"):
+            for table in ("gains", "localization", "evaluation", "epochs", "trials"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
             self.con.execute("DELETE FROM studies WHERE name = ?", [name])
 

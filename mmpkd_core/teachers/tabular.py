@@ -1,6 +1,8 @@
 """Tabular teachers for the metadata row: ``lightgbm`` and ``mlp``."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import torch
@@ -36,8 +38,11 @@ class LightGBMTeacher(Teacher):
             subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=self.seed,
             deterministic=True, n_jobs=1, verbose=-1,
         )
-        self.model.fit(X[tr], data.labels[tr], eval_set=[(X[va], data.labels[va])],
-                       callbacks=[lgb.early_stopping(30, verbose=False)])
+        stop = [lgb.early_stopping(30, verbose=False)]
+        if "eval_X" in inspect.signature(lgb.LGBMClassifier.fit).parameters:  # lightgbm >= 4.7
+            self.model.fit(X[tr], data.labels[tr], eval_X=(X[va],), eval_y=(data.labels[va],), callbacks=stop)
+        else:
+            self.model.fit(X[tr], data.labels[tr], eval_set=[(X[va], data.labels[va])], callbacks=stop)
 
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
         X = encode_table(data.table)

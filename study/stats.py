@@ -1,0 +1,97 @@
+"""Paired statistics of localization gains: bootstrap intervals, signed-rank and McNemar tests, Holm.
+
+A gain is a trial's score minus its matched baseline's on the *same* test image. Images are the
+unit of pairing; with several seeds (or trials) per group, the interval comes from a two-level
+bootstrap (resample seeds/trials, then images within each), so that it reflects both sources of
+variation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+BINARY_METRICS = ("pointing_game",)  # hit/miss metrics: McNemar; a shared tie counts as a hit above 0.5
+
+
+class PairingError(ValueError):
+    """The two sides of a paired comparison do not hold the same images."""
+
+
+def pair(trial: dict[str, float], baseline: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Align two {image_id: score} maps; a missing image on either side is an error, not a drop."""
+    if trial.keys() != baseline.keys():
+        only_t = sorted(set(trial) - set(baseline))[:3]
+        only_b = sorted(set(baseline) - set(trial))[:3]
+        raise PairingError(f"images differ between trial and baseline: only in trial {only_t}, only in baseline {only_b}")
+    ids = sorted(trial)
+    return np.array([trial[i] for i in ids], float), np.array([baseline[i] for i in ids], float)
+
+
+def bootstrap_ci(diffs: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean paired difference, resampling images."""
+    d = np.asarray(diffs, float)
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def two_level_bootstrap_ci(groups: list[np.ndarray], n_boot: int = 2000, level: float = 0.95,
+                           seed: int = 0) -> tuple[float, float]:
+    """Interval of the mean over groups (seeds or trials) of each group's mean paired difference:
+    resample groups with replacement, then images within each drawn group."""
+    groups = [np.asarray(g, float)[~np.isnan(np.asarray(g, float))] for g in groups]
+    groups = [g for g in groups if len(g)]
+    if not groups:
+        return float("nan"), float("nan")
+    if len(groups) == 1:
+        return bootstrap_ci(groups[0], n_boot, level, seed)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    picks = rng.integers(0, len(groups), size=(n_boot, len(groups)))
+    for b in range(n_boot):
+        means[b] = np.mean([groups[j][rng.integers(0, len(groups[j]), len(groups[j]))].mean() for j in picks[b]])
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def wilcoxon_p(diffs: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (zero differences dropped, as Wilcoxon proposed)."""
+    d = np.asarray(diffs, float)
+    d = d[~np.isnan(d)]
+    if len(d) == 0 or np.all(d == 0):
+        return 1.0
+    return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def mcnemar_exact_p(trial_hits: np.ndarray, baseline_hits: np.ndarray) -> float:
+    """Exact (binomial) McNemar p-value on the discordant pairs."""
+    t, b = np.asarray(trial_hits, bool), np.asarray(baseline_hits, bool)
+    gained, lost = int((t & ~b).sum()), int((~t & b).sum())
+    if gained + lost == 0:
+        return 1.0
+    return float(stats.binomtest(gained, gained + lost, 0.5).pvalue)
+
+
+def paired_test(metric: str, trial: np.ndarray, baseline: np.ndarray) -> tuple[float, str]:
+    ok = ~(np.isnan(trial) | np.isnan(baseline))
+    if metric in BINARY_METRICS:
+        return mcnemar_exact_p(trial[ok] > 0.5, baseline[ok] > 0.5), "mcnemar"
+    return wilcoxon_p(trial[ok] - baseline[ok]), "wilcoxon"
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    if len(idx) == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
