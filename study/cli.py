@@ -35,29 +35,30 @@ def run(
 ) -> None:
     """Run a study: sample recipes, train and evaluate each trial, store everything, write the report."""
     from study.executor import run_study
-    from study.spec import load_spec
+    from study.spec import load_specs
     from study.store import Store
 
-    spec = load_spec(spec_path)
-    if name:
-        spec = spec.model_copy(update={"name": name})
+    specs = load_specs(spec_path, name=name)
     store = Store(db)
-    if store.study_exists(spec.name):
-        if not replace:
+    for spec in specs:
+        if store.study_exists(spec.name) and not replace:
             raise StudyError(f"Study '{spec.name}' exists in {db}. Use --name NEW, --replace, or --db OTHER.duckdb.")
-        store.delete_study(spec.name)
-    _say(f"study {spec.name}: {spec.executor.trials} trials on {spec.domain} ({spec.executor.kind} executor) -> {db}")
-    outcome = run_study(spec, store, str(cache_dir), say=_say, address=address)
-    counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
-    _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
-    if outcome.best:
-        b = outcome.best
-        _say(f"best recipe #{b['recipe']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "
-             f"test {b['test_objective']:.3f}, test AUROC {b['test_auroc']:.3f}")
+    for spec in specs:
+        if store.study_exists(spec.name):
+            store.delete_study(spec.name)
+        _say(f"study {spec.name}: {spec.executor.trials} recipes x {len(spec.seed_list())} seed(s) on {spec.domain} "
+             f"({spec.executor.kind} executor) -> {db}")
+        outcome = run_study(spec, store, str(cache_dir), say=_say, address=address)
+        counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
+        _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
+        if outcome.best:
+            b = outcome.best
+            _say(f"best recipe #{b['recipe']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "
+                 f"test {b['test_objective']:.3f}, test AUROC {b['test_auroc']:.3f}")
     store.close()
     _say(f"database: {db.resolve()}")
     if report:
-        out = _write_report(db, [spec.name], None)
+        out = _write_report(db, [s.name for s in specs], None)
         _say(f"report:   {out.resolve()}")
 
 

@@ -114,7 +114,7 @@ class Recorder:
         for seed, tid in self.rows.pop(key).items():
             eps = self.epochs.pop(tid, [])
             self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error)
-        self.finished += 1
+        self.finished += params is not None  # baselines are not among the study's trials
         self.say(self._line(key, status, results, error, params, eps))
 
     def _line(self, key, status, results, error, params, eps) -> str:

@@ -89,15 +89,10 @@ def _resources(spec: StudySpec) -> dict:
 def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None) -> None:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
-    from study.executor import sampler
-    from study.space import define_by_run
-
     ex = spec.executor
     with ray_session(spec, address):
         metric, mode = "val_objective", spec.objective.mode
-        search = OptunaSearch(space=define_by_run(spec), metric=metric, mode=mode, sampler=sampler(spec))
+        search = searcher(spec)
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
                                    grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
                      if ex.scheduler == "asha" else FIFOScheduler())
@@ -105,12 +100,79 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
         tuner = tune.Tuner(
             tune.with_resources(trainable, _resources(spec)),
             tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=metric, mode=mode,
-                                        num_samples=ex.trials, max_concurrent_trials=ex.max_concurrent,
+                                        num_samples=ex.trials,
+                                        max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(Path(cache_dir) / "ray_results"),
                                       verbose=0, callbacks=[_callback(rec, baselines=False)]),
         )
         tuner.fit()
+
+
+def searcher(spec: StudySpec):
+    """OptunaSearch (seeded TPE) in fixed batches, so that the sequence of sampled recipes does not
+    depend on how many trials run at once or in which order they finish."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study.executor import sampler
+    from study.space import define_by_run
+
+    search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
+                          sampler=sampler(spec))
+    return _batched(search, spec.executor.sample_batch, spec.executor.trials)
+
+
+def _batched(inner, batch: int, total: int):
+    import pickle
+
+    from ray.tune.search import Searcher
+
+    class BatchedSearch(Searcher):
+        """Suggestions in fixed batches of ``batch``: batch k is sampled only after every trial of
+        batches < k has finished, and their results are told in the order they were suggested.
+        (Ray's ConcurrencyLimiter(batch=True) closes a batch whenever its live trials finish, so its
+        batches depend on timing.)"""
+
+        def __init__(self):
+            super().__init__(metric=inner.metric, mode=inner.mode)
+            self.inner, self.batch, self.total = inner, batch, total
+            self.issued = 0
+            self.current: dict[str, tuple | None] = {}  # trial id -> (result, error) once finished
+
+        def set_search_properties(self, metric, mode, config, **spec):
+            return self.inner.set_search_properties(metric, mode, config, **spec)
+
+        def suggest(self, trial_id):
+            if len(self.current) >= self.batch or self.issued >= self.total:
+                return None
+            cfg = self.inner.suggest(trial_id)
+            if cfg not in (None, Searcher.FINISHED):
+                self.current[trial_id] = None
+                self.issued += 1
+            return cfg
+
+        def on_trial_result(self, trial_id, result):
+            self.inner.on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id not in self.current:
+                return
+            self.current[trial_id] = (result, error)
+            full = len(self.current) == self.batch or self.issued >= self.total
+            if full and all(v is not None for v in self.current.values()):
+                for tid, (res, err) in self.current.items():  # in the order suggested
+                    self.inner.on_trial_complete(tid, result=res, error=err)
+                self.current = {}
+
+        def save(self, checkpoint_path):
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump(self.__dict__, f)
+
+        def restore(self, checkpoint_path):
+            with open(checkpoint_path, "rb") as f:
+                self.__dict__.update(pickle.load(f))
+
+    return BatchedSearch()
 
 
 def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, address: str | None = None) -> None:

@@ -110,6 +110,9 @@ class ExecutorSpec(Strict):
     max_concurrent: int = Field(2, ge=1)
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(2, ge=1)  # epochs every trial runs before ASHA may stop it
+    # recipes are sampled in batches of this size, each batch from the results of the batches before:
+    # the sequence of recipes is then the same whatever max_concurrent is (max_concurrent <= this)
+    sample_batch: int = Field(4, ge=1)
     seed: int = 0
     resources: ResourcesSpec = ResourcesSpec()
 
@@ -195,21 +198,63 @@ def _raise(e: Exception):
     raise e
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise SpecError("", f"spec file '{path}' not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise SpecError("", f"YAML syntax error at {line}{problem}", source=str(path)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """A single-domain spec (see ``load_specs`` for cross-domain ones)."""
+    specs = load_specs(path)
+    if len(specs) != 1:
+        raise SpecError("domain", "is a list; load it with load_specs", source=str(path))
+    return specs[0]
+
+
+def load_specs(path: str | Path, name: str | None = None) -> list[StudySpec]:
+    """One spec per domain: a spec whose ``domain`` is a list (a cross-domain study) expands into
+    one study per domain, named ``<name>-<domain>``, each with the teacher choices that
+    ``teachers: {domain: [...]}`` gives it; all are validated before any is run. ``name``
+    replaces the spec's name."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if name is not None and isinstance(raw, dict):
+        raw = {**raw, "name": name}
     try:
-        return spec_from_dict(raw)
+        return [spec_from_dict(r) for r in expand_domains(raw)]
     except SpecError as err:
         raise SpecError(err.where, err.message, source=str(path)) from None
+
+
+def expand_domains(raw: Any) -> list[Any]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("domain"), list):
+        if isinstance(raw, dict) and "teachers" in raw:
+            raise SpecError("teachers", "per-domain teachers need a list of domains (domain: [a, b])")
+        return [raw]
+    domains, teachers = raw["domain"], raw.get("teachers") or {}
+    if not domains or not all(isinstance(d, str) for d in domains):
+        raise SpecError("domain", "must be a domain name or a non-empty list of domain names")
+    if not isinstance(teachers, dict) or set(teachers) - set(domains):
+        extra = sorted(set(teachers) - set(domains)) if isinstance(teachers, dict) else ["?"]
+        raise SpecError(f"teachers.{extra[0]}", f"is not one of the study's domains: {', '.join(domains)}")
+    out = []
+    for d in domains:
+        one = {k: v for k, v in raw.items() if k != "teachers"}
+        one["domain"] = d
+        one["name"] = f"{raw.get('name')}-{d.removeprefix('synthetic_')}"
+        if d in teachers:
+            space = dict(one.get("search_space") or {})
+            space["teacher"] = {"type": "categorical", "choices": teachers[d]}
+            one["search_space"] = space
+        out.append(one)
+    return out
 
 
 def spec_from_dict(raw: Any) -> StudySpec:
