@@ -209,8 +209,16 @@ def main() -> None:
     try:
         app()  # click handles usage errors itself (exit code 2)
     except StudyError as err:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {err}", markup=False)
-        sys.exit(1)
+        _fail(str(err))
+    except Exception as err:  # a database written by another engine version, or not a study database
+        if type(err).__module__.startswith(("duckdb", "_duckdb")):
+            _fail(f"database: {str(err).splitlines()[0]} (is it a study database of this engine version?)")
+        raise
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
