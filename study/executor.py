@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.errors import StudyError
 from study.spec import StudySpec
 from study.store import Store
 
@@ -55,6 +56,17 @@ def prepare(spec: StudySpec, cache_dir: str, say) -> None:
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
 
 
+class TooManyFailures(StudyError):
+    pass
+
+
+def check_failures(spec: StudySpec, rec: "Recorder") -> None:
+    limit = spec.executor.max_failures
+    if limit is not None and len(rec.failed) > limit:
+        raise TooManyFailures(f"study '{spec.name}' stopped: {len(rec.failed)} trials failed (executor.max_failures "
+                              f"{limit}); last error: {rec.failed[-1]}. Finished trials are stored.")
+
+
 @dataclass
 class Outcome:
     study: str
@@ -76,6 +88,7 @@ class Recorder:
         self.epochs: dict[str, list[dict]] = {}  # trial_id -> epoch rows
         self.recipes = 0
         self.finished = 0
+        self.failed: list[str] = []  # error texts of failed recipes
 
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
         return {**self.__dict__, "say": print}
@@ -104,6 +117,8 @@ class Recorder:
                 break
 
     def epoch(self, key: str, row: dict) -> None:
+        if "epoch" not in row:  # a worker's error report, not an epoch
+            return
         for seed, tid in self.rows[key].items():
             per_seed = row.get("per_seed", {}).get(str(seed), row)
             self.epochs[tid].append({k: v for k, v in per_seed.items() if k not in ("result", "results", "per_seed")})
@@ -115,6 +130,8 @@ class Recorder:
             eps = self.epochs.pop(tid, [])
             self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error)
         self.finished += params is not None  # baselines are not among the study's trials
+        if status == "failed":
+            self.failed.append((error or "").strip().splitlines()[-1] if error else "")
         self.say(self._line(key, status, results, error, params, eps))
 
     def _line(self, key, status, results, error, params, eps) -> str:
@@ -157,12 +174,16 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
             run_ray(spec, base, rec, cache_dir, address)
         else:
             run_local(spec, base, rec)
+        check_failures(spec, rec)
         if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
             run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
             from study.gains import refresh_gains
 
             refresh_gains(store, spec.name)
         status = "completed"
+    except TooManyFailures:
+        status = "stopped"
+        raise
     finally:
         session.__exit__(None, None, None)
         wall = time.perf_counter() - t0
@@ -238,20 +259,22 @@ def summarize(store: Store, study: str, wall: float, mode: str) -> Outcome:
 
 
 def run_local(spec: StudySpec, base, rec: Recorder) -> None:
-    """The same recipes in this process with plain Optuna (seeded TPE, successive halving)."""
+    """The same recipes in this process with plain Optuna: seeded TPE asked in the same fixed batches
+    as the Ray executor (so both sample the same sequence under FIFO), successive halving."""
     import optuna
 
     from mmpkd_core import run_recipe
     from study.space import suggest
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=min(spec.executor.grace_period, spec.student.epochs))
               if spec.executor.scheduler == "asha" else optuna.pruners.NopPruner())
     ostudy = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize",
                                  sampler=sampler(spec), pruner=pruner)
-    dims = spec.dims()
+    dims, ex = spec.dims(), spec.executor
+    State = optuna.trial.TrialState
 
-    def objective(trial) -> float:
+    def run_one(trial) -> tuple:
         params = suggest(trial, dims)
         key = str(trial.number)
         rec.start(key, params)
@@ -263,18 +286,25 @@ def run_local(spec: StudySpec, base, rec: Recorder) -> None:
                 raise optuna.TrialPruned()
 
         try:
-            results = run_recipe(base.with_params(params), spec.seed_list() if "seed" not in params else [params["seed"]],
+            results = run_recipe(base.with_params(params), [params["seed"]] if "seed" in params else spec.seed_list(),
                                  report)
         except optuna.TrialPruned:
             rec.finish(key, "pruned", params=params)
-            raise
+            return None, State.PRUNED
         except Exception as err:  # a failing trial must not sink the study
             rec.finish(key, "failed", error=_error_text(err), params=params)
-            raise
+            return None, State.FAIL
         rec.finish(key, "completed", [r.payload() for r in results], params=params)
-        return sum(r.val_objective for r in results) / len(results)
+        return sum(r.val_objective for r in results) / len(results), State.COMPLETE
 
-    ostudy.optimize(objective, n_trials=spec.executor.trials, catch=(Exception,))
+    for start in range(0, ex.trials, ex.sample_batch):
+        batch = [ostudy.ask() for _ in range(min(ex.sample_batch, ex.trials - start))]
+        outcomes = []
+        for trial in batch:
+            outcomes.append(run_one(trial))
+            check_failures(spec, rec)
+        for trial, (value, state) in zip(batch, outcomes):  # told in the order asked, after the whole batch
+            ostudy.tell(trial, value, state=state)
 
 
 def sampler(spec: StudySpec):

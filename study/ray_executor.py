@@ -18,8 +18,13 @@ def ray_recipe(config: dict, base: dict, seeds: list[int]) -> None:
 
     from mmpkd_core import TrialConfig, run_recipe
 
+    from study.executor import _error_text
+
     cfg = TrialConfig.from_dict(base).with_params(config)
-    run_recipe(cfg, [config["seed"]] if "seed" in config else seeds, report=tune.report)
+    try:
+        run_recipe(cfg, [config["seed"]] if "seed" in config else seeds, report=tune.report)
+    except Exception as err:  # reported, not raised: the driver records the exact error; the study goes on
+        tune.report({"val_objective": float("nan"), "error": _error_text(err)})
 
 
 def ray_baseline(config: dict) -> None:
@@ -27,8 +32,12 @@ def ray_baseline(config: dict) -> None:
 
     from mmpkd_core import TrialConfig, run_trial
 
-    result = run_trial(TrialConfig.from_dict(config["cfg"]), report=tune.report)
-    del result
+    from study.executor import _error_text
+
+    try:
+        run_trial(TrialConfig.from_dict(config["cfg"]), report=tune.report)
+    except Exception as err:
+        tune.report({"val_objective": float("nan"), "error": _error_text(err)})
 
 
 def _callback(rec, baselines: bool):
@@ -50,8 +59,9 @@ def _callback(rec, baselines: bool):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             last = trial.last_result or {}
-            status = "completed" if "results" in last else "pruned"
-            rec.finish(trial.trial_id, status, last.get("results"), params=None if baselines else dict(trial.config))
+            status = "failed" if "error" in last else "completed" if "results" in last else "pruned"
+            rec.finish(trial.trial_id, status, last.get("results"), error=last.get("error"),
+                       params=None if baselines else dict(trial.config))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             err = trial.get_error() if hasattr(trial, "get_error") else None
@@ -104,7 +114,8 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
                                         max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(Path(cache_dir) / "ray_results"),
-                                      verbose=0, callbacks=[_callback(rec, baselines=False)]),
+                                      verbose=0, callbacks=[_callback(rec, baselines=False)],
+                                      stop=_failure_stopper(rec, ex.max_failures)),
         )
         tuner.fit()
 
@@ -173,6 +184,19 @@ def _batched(inner, batch: int, total: int):
                 self.__dict__.update(pickle.load(f))
 
     return BatchedSearch()
+
+
+def _failure_stopper(rec, limit: int | None):
+    from ray.tune.stopper import Stopper
+
+    class TooManyFailures(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return limit is not None and len(rec.failed) > limit
+
+    return TooManyFailures()
 
 
 def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, address: str | None = None) -> None:

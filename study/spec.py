@@ -113,6 +113,7 @@ class ExecutorSpec(Strict):
     # recipes are sampled in batches of this size, each batch from the results of the batches before:
     # the sequence of recipes is then the same whatever max_concurrent is (max_concurrent <= this)
     sample_batch: int = Field(4, ge=1)
+    max_failures: int | None = Field(None, ge=0)  # stop the study once more trials than this have failed
     seed: int = 0
     resources: ResourcesSpec = ResourcesSpec()
 

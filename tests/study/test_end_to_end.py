@@ -106,3 +106,48 @@ def test_bad_spec_stops_before_anything_is_written(tmp_path, cache_dir):
         "'synthetic_ddsm' has tabular; use one of: lightgbm, mlp")
     assert out.stdout == ""
     assert not (tmp_path / "t.duckdb").exists()
+
+
+FAILING = textwrap.dedent("""\
+    name: failing
+    domain: synthetic_ddsm
+    data: {{n_train: 100, n_val: 40, n_test: 40, image_size: 32, seed: 0}}
+    student: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 1, batch_size: 32}}
+    recipe: {{teacher: mlp, alpha: 0.5}}
+    baselines: false
+    search_space:
+      lr: {{type: categorical, choices: [1.0e-3, 1.0e+12]}}   # a huge rate gives a non-finite loss
+      num_heads: {{type: categorical, choices: [2, 3]}}       # 3 does not divide width 32: the trial raises
+    executor: {{kind: {kind}, trials: 6, max_concurrent: 2, scheduler: fifo, seed: 5{extra}}}
+    """)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_failing_trials_are_recorded_and_the_rest_finish(tmp_path, cache_dir, kind):
+    (tmp_path / "f.yaml").write_text(FAILING.format(kind=kind, extra=""))
+    out = run_cli(["run", "f.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    rows = con.execute("SELECT status, params_json, error FROM trials ORDER BY trial_id").fetchall()
+    con.close()
+    assert len(rows) == 6
+    for status, params, error in rows:
+        p = json.loads(params)
+        expected = "completed" if p["lr"] < 1 and p["num_heads"] == 2 else "failed"
+        assert status == expected, (p, error)
+        if p["num_heads"] == 3:
+            assert "num_heads" in error or "divisible" in error, error
+        elif p["lr"] > 1:
+            assert "non-finite training loss" in error, error
+    assert [r[0] for r in rows].count("completed") == 3  # the seeded sampler's sequence (same for both executors)
+
+
+def test_max_failures_stops_the_study_with_a_summary(tmp_path, cache_dir):
+    (tmp_path / "f.yaml").write_text(FAILING.format(kind="local", extra=", max_failures: 0"))
+    out = run_cli(["run", "f.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: study 'failing' stopped: 1 trials failed (executor.max_failures 0); last error:")
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    assert con.execute("SELECT status FROM studies").fetchone() == ("stopped",)
+    con.close()
