@@ -8,15 +8,31 @@ from pathlib import Path
 import plotly.io as pio
 
 from reports import data, render
+from study.errors import StudyError
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 h2{margin-top:32px}"""
 
 
+def _heatmaps(con, names: list[str], metric: str) -> list:
+    """Ablation heatmaps (teacher x attention method, per domain) when the studies have gains."""
+    from study.gains import ablation
+    from study.stats import PairingError
+
+    out = []
+    try:
+        table = ablation(con, names, ["domain", "teacher", "attention_method"], metric, n_boot=300)
+    except (PairingError, StudyError):
+        return out
+    for domain in sorted(table["domain"].unique()):
+        rows = table[table["domain"] == domain].to_dict("records")
+        out.append((f"Ablation: {domain}", render.heatmap_figure(rows, "teacher", "attention_method", metric)))
+    return out
+
+
 def build_report(db_path: str, names: list[str], out_path: str) -> str:
     """Write one self-contained HTML file (plotly.js embedded) for the named studies."""
-    from study.errors import StudyError
     from study.store import connect
 
     con = connect(db_path, read_only=True)
@@ -27,10 +43,17 @@ def build_report(db_path: str, names: list[str], out_path: str) -> str:
             raise StudyError(f"no study '{missing[0]}' in {db_path}; stored: {', '.join(sorted(known)) or 'none'}")
         overview = data.overview(con, names)
         metric = overview[0]["spec"]["objective"]["metric"]
+        trials = data.trials(con, names)
+        pareto = data.pareto(con, names, metric)
+        front = set(data.pareto_front([(r["test_auroc"], r["localization"]) for r in pareto if not r["is_baseline"]]))
         figures = [
-            ("Objective per trial", render.objective_figure(data.trials(con, names), metric)),
+            ("Objective per trial", render.objective_figure(trials, metric)),
+            ("Gain over the matched baseline", render.gains_figure(data.gains(con, names), metric)),
+            *_heatmaps(con, names, metric),
             ("Localization against each searched dimension", render.dimension_figure(data.metric_by_dimension(con, names))),
+            ("Classification against localization", render.pareto_figure(pareto, metric, front)),
             ("Training curves", render.curves_figure(data.curves(con, names))),
+            ("All dimensions", render.parallel_figure(trials, metric)),
         ]
     finally:
         con.close()

@@ -17,11 +17,12 @@ def overview(con, names: list[str]) -> list[dict]:
     """One row per study: domain, status, trial counts by status, wall time, the spec."""
     rows = _rows(con, """
         SELECT s.name, s.domain, s.status, s.wall_seconds, s.spec_json,
-               count(t.trial_id) AS trials,
-               count(*) FILTER (WHERE t.status = 'completed') AS completed,
-               count(*) FILTER (WHERE t.status = 'pruned') AS pruned,
-               count(*) FILTER (WHERE t.status = 'failed') AS failed,
-               count(*) FILTER (WHERE t.status = 'running') AS running
+               count(t.trial_id) FILTER (WHERE NOT t.is_baseline) AS trials,
+               count(t.trial_id) FILTER (WHERE t.is_baseline) AS baselines,
+               count(*) FILTER (WHERE t.status = 'completed' AND NOT t.is_baseline) AS completed,
+               count(*) FILTER (WHERE t.status = 'pruned' AND NOT t.is_baseline) AS pruned,
+               count(*) FILTER (WHERE t.status = 'failed' AND NOT t.is_baseline) AS failed,
+               count(*) FILTER (WHERE t.status = 'running' AND NOT t.is_baseline) AS running
         FROM studies s LEFT JOIN trials t ON t.study = s.name
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""", [names])
     for r in rows:
@@ -34,7 +35,7 @@ def trials(con, names: list[str]) -> list[dict]:
     rows = _rows(con, """
         SELECT study, domain, trial_id, number, status, params_json, val_objective, test_objective,
                val_auroc, test_auroc, epochs_done, trial_seconds
-        FROM trials WHERE list_contains(?, study) ORDER BY study, number""", [names])
+        FROM trials WHERE list_contains(?, study) AND NOT is_baseline ORDER BY study, number, trial_id""", [names])
     for r in rows:
         r["params"] = json.loads(r.pop("params_json"))
     return rows
@@ -59,6 +60,42 @@ def metric_by_dimension(con, names: list[str]) -> list[dict]:
 def curves(con, names: list[str]) -> list[dict]:
     """Per trial x epoch: losses and validation metrics, with the trial's final status."""
     return _rows(con, """
-        SELECT e.study, t.number, t.status, e.epoch, e.loss, e.ce, e.kd, e.feat, e.val_auroc, e.val_objective
+        SELECT e.study, t.trial_id AS number, t.status, e.epoch, e.loss, e.ce, e.kd, e.feat, e.val_auroc, e.val_objective
         FROM epochs e JOIN trials t ON t.study = e.study AND t.trial_id = e.trial_id
-        WHERE list_contains(?, e.study) ORDER BY e.study, t.number, e.epoch""", [names])
+        WHERE list_contains(?, e.study) AND NOT t.is_baseline ORDER BY e.study, t.number, e.epoch""", [names])
+
+
+def gains(con, names: list[str]) -> list[dict]:
+    """Per completed trial x method x metric: gain over the matched baseline with its interval
+    (the ``gains`` table written at the end of each study), and the trial's sampled params."""
+    rows = _rows(con, """
+        SELECT g.study, g.domain, g.trial_id, g.number, g.seed, g.method, g.metric, g.gain, g.ci_low, g.ci_high,
+               g.p_holm, g.score, g.baseline, t.params_json
+        FROM gains g JOIN trials t ON t.study = g.study AND t.trial_id = g.trial_id
+        WHERE list_contains(?, g.study) ORDER BY g.study, g.number, g.seed, g.method, g.metric""", [names])
+    for r in rows:
+        r["params"] = json.loads(r.pop("params_json"))
+    return rows
+
+
+def pareto(con, names: list[str], metric: str) -> list[dict]:
+    """Per completed trial (and baseline): test AUROC against the mean test localization of its
+    sampled method (baselines: every method they were scored with)."""
+    return _rows(con, """
+        SELECT t.study, t.domain, t.trial_id, t.is_baseline, coalesce(t.attention_method, e.method) AS method,
+               t.test_auroc, e.mean AS localization
+        FROM trials t JOIN evaluation e ON e.study = t.study AND e.trial_id = t.trial_id
+        WHERE t.status = 'completed' AND e.metric = ? AND e.method NOT IN ('uniform', 'centre', 'random')
+          AND (t.is_baseline AND (list_contains(?, t.study) OR t.config_hash IN
+                 (SELECT baseline_key FROM trials WHERE list_contains(?, study)))
+               OR NOT t.is_baseline AND list_contains(?, t.study) AND e.method = t.attention_method)
+        ORDER BY t.study, t.trial_id, method""", [metric, names, names, names])
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (both maximised)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for x2, y2 in points):
+            front.append(i)
+    return front

@@ -13,11 +13,12 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 def overview_html(rows: list[dict]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in
-                            ["study", "domain", "status", "trials", "completed", "pruned", "failed", "wall time"]) + "</tr>"
+                            ["study", "domain", "status", "trials", "completed", "pruned", "failed", "baselines run", "wall time"]) + "</tr>"
     body = []
     for r in rows:
         wall = f"{r['wall_seconds']:.0f} s" if r["wall_seconds"] is not None else "-"
-        cells = [r["name"], r["domain"], r["status"], r["trials"], r["completed"], r["pruned"], r["failed"], wall]
+        cells = [r["name"], r["domain"], r["status"], r["trials"], r["completed"], r["pruned"], r["failed"],
+                 r["baselines"], wall]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     specs = "".join(f"<details><summary>spec of {html.escape(r['name'])}</summary><pre>"
                     f"{html.escape(json.dumps(r['spec'], indent=2))}</pre></details>" for r in rows)
@@ -33,12 +34,12 @@ def objective_figure(rows: list[dict], metric: str) -> go.Figure:
         done = [r for r in rs if r["status"] == "completed"]
         color = PALETTE[i % len(PALETTE)]
         hover = [json.dumps(r["params"]) for r in done]
-        fig.add_scatter(x=[r["number"] for r in done], y=[r["test_objective"] for r in done], mode="markers",
+        fig.add_scatter(x=[r["trial_id"] for r in done], y=[r["test_objective"] for r in done], mode="markers",
                         name=f"{study}: test", marker=dict(color=color, size=9), hovertext=hover)
-        fig.add_scatter(x=[r["number"] for r in rs], y=[r["val_objective"] for r in rs], mode="markers",
+        fig.add_scatter(x=[r["trial_id"] for r in rs], y=[r["val_objective"] for r in rs], mode="markers",
                         name=f"{study}: validation", marker=dict(color=color, symbol="circle-open", size=9),
                         hovertext=[f"{r['status']} {json.dumps(r['params'])}" for r in rs])
-    fig.update_layout(title=f"Objective ({metric}) per trial", xaxis_title="trial", yaxis_title=metric,
+    fig.update_layout(title=f"Objective ({metric}) per trial", xaxis_title="trial", yaxis_title=metric, xaxis_type="category",
                       height=420, template="plotly_white")
     return fig
 
@@ -84,4 +85,88 @@ def curves_figure(rows: list[dict]) -> go.Figure:
                             line=dict(color=color, dash=dash), name=f"{study} #{number} ({status})",
                             legendgroup=f"{study}{number}", showlegend=(c == 0), row=1, col=c + 1)
     fig.update_layout(title="Training curves (dotted: pruned or failed)", height=420, template="plotly_white")
+    return fig
+
+
+def gains_figure(rows: list[dict], metric: str) -> go.Figure:
+    """Gain over the matched baseline against each searched dimension, one row of panels per
+    domain, a point per trial-seed with its bootstrap interval, for every evaluated method."""
+    rows = [r for r in rows if r["metric"] == metric]
+    domains = sorted({r["domain"] for r in rows})
+    dims = sorted({k for r in rows for k in r["params"]})
+    methods = sorted({r["method"] for r in rows})
+    fig = make_subplots(rows=max(1, len(domains)), cols=max(1, len(dims)), shared_yaxes=True,
+                        column_titles=dims, row_titles=domains, horizontal_spacing=0.03, vertical_spacing=0.1)
+    for i, domain in enumerate(domains):
+        for j, dim in enumerate(dims):
+            for k, method in enumerate(methods):
+                pts = [r for r in rows if r["domain"] == domain and r["method"] == method and dim in r["params"]]
+                if not pts:
+                    continue
+                fig.add_scatter(
+                    x=[r["params"][dim] for r in pts], y=[r["gain"] for r in pts], mode="markers",
+                    error_y=dict(type="data", symmetric=False, array=[r["ci_high"] - r["gain"] for r in pts],
+                                 arrayminus=[r["gain"] - r["ci_low"] for r in pts], thickness=1),
+                    marker=dict(color=PALETTE[k % len(PALETTE)], size=8), name=method, legendgroup=method,
+                    showlegend=(i == 0 and j == 0), row=i + 1, col=j + 1,
+                    hovertext=[f"trial {r['trial_id']} seed {r['seed']}: {r['score']:.3f} vs baseline "
+                               f"{r['baseline']:.3f} (Holm p {r['p_holm']:.3g})" for r in pts])
+            fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=i + 1, col=j + 1)
+            fig.update_xaxes(type="log" if dim in ("lr", "temperature", "weight_decay") else "-", row=i + 1, col=j + 1)
+    fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline (95% paired bootstrap intervals)",
+                      height=320 * max(1, len(domains)) + 120, template="plotly_white")
+    return fig
+
+
+def heatmap_figure(table: list[dict], row_factor: str, col_factor: str, metric: str) -> go.Figure:
+    """Ablation heatmap: mean gain per (row level, column level), interval in each cell."""
+    rows = sorted({str(r[row_factor]) for r in table})
+    cols = sorted({str(r[col_factor]) for r in table})
+    z = [[None] * len(cols) for _ in rows]
+    text = [[""] * len(cols) for _ in rows]
+    for r in table:
+        i, j = rows.index(str(r[row_factor])), cols.index(str(r[col_factor]))
+        z[i][j] = r["gain"]
+        text[i][j] = f"{r['gain']:+.3f}<br>[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]<br>n={r['trials']}"
+    bound = max([abs(v) for row in z for v in row if v is not None] + [1e-6])
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", colorscale="RdBu",
+                               zmid=0, zmin=-bound, zmax=bound, colorbar=dict(title="gain")))
+    chance = ", ".join(f"{k.removeprefix('chance_')} {table[0][k]:.3f}" for k in table[0] if k.startswith("chance_")) if table else ""
+    fig.update_layout(title=f"Mean gain in {metric} by {row_factor} x {col_factor} (chance levels: {chance})",
+                      xaxis_title=col_factor, yaxis_title=row_factor, height=160 + 90 * len(rows), template="plotly_white")
+    return fig
+
+
+def pareto_figure(rows: list[dict], metric: str, front: set) -> go.Figure:
+    fig = go.Figure()
+    trials = [(i, r) for i, r in enumerate(rows) if not r["is_baseline"]]
+    bases = [r for r in rows if r["is_baseline"]]
+    fig.add_scatter(x=[r["test_auroc"] for _, r in trials], y=[r["localization"] for _, r in trials], mode="markers",
+                    name="trials", marker=dict(size=9, color=["#d62728" if i in front else "#1f77b4" for i, _ in trials]),
+                    hovertext=[f"{r['study']} {r['trial_id']} ({r['method']})" for _, r in trials])
+    fig.add_scatter(x=[r["test_auroc"] for r in bases], y=[r["localization"] for r in bases], mode="markers",
+                    name="baselines (every method)", marker=dict(size=11, symbol="star", color="#2ca02c"),
+                    hovertext=[f"baseline {r['domain']} ({r['method']})" for r in bases])
+    fig.update_layout(title=f"Classification against localization ({metric}); red: Pareto front of the trials",
+                      xaxis_title="test AUROC", yaxis_title=f"test {metric}", height=420, template="plotly_white")
+    return fig
+
+
+def parallel_figure(rows: list[dict], metric: str) -> go.Figure:
+    done = [r for r in rows if r["status"] == "completed" and r["test_objective"] is not None]
+    dims = sorted({k for r in done for k in r["params"]})
+    columns = []
+    for d in dims:
+        values = [r["params"].get(d) for r in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None):
+            columns.append(dict(label=d, values=[v if v is not None else float("nan") for v in values]))
+        else:
+            levels = sorted({str(v) for v in values})
+            columns.append(dict(label=d, values=[levels.index(str(v)) for v in values],
+                                tickvals=list(range(len(levels))), ticktext=levels))
+    columns.append(dict(label=f"test {metric}", values=[r["test_objective"] for r in done]))
+    fig = go.Figure(go.Parcoords(line=dict(color=[r["test_objective"] for r in done], colorscale="Viridis",
+                                           showscale=True), dimensions=columns))
+    fig.update_layout(title="All searched dimensions of the completed trials, coloured by the objective",
+                      height=420, template="plotly_white")
     return fig

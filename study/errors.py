@@ -9,6 +9,7 @@ class SpecError(StudyError):
     """A study spec that cannot be run; raised before anything is trained or written."""
 
     def __init__(self, where: str, message: str, source: str | None = None):
+        where, message = _one_line(where), _one_line(message)
         self.where, self.message, self.source = where, message, source
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}{where}: {message}" if where else f"{prefix}{message}")
@@ -16,3 +17,8 @@ class SpecError(StudyError):
 
 class StoreError(StudyError):
     """The database cannot be opened or written as asked."""
+
+
+def _one_line(text: str) -> str:
+    """User-typed keys may hold newlines or control characters: escape them, keep one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

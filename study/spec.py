@@ -165,11 +165,17 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
+def _key(part) -> str:
+    """A path element as written in a message: plain names as they are, anything odd quoted."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
 def _translate(err: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> SpecError:
     errors = err.errors()
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains a "missing"
     loc = prefix + tuple(e["loc"])
-    where = ".".join(str(p) for p in loc)
+    where = ".".join(_key(p) for p in loc)
     if e["type"] == "extra_forbidden":
         return SpecError(where, f"unknown key{_nearest(loc[-1], _fields_at(model, tuple(e['loc'])[:-1]))}")
     if e["type"] == "missing":

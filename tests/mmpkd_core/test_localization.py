@@ -95,7 +95,7 @@ def test_fixture_covers_every_registered_metric():
         assert set(case["expected"]) == set(localization.available()), case["name"]
 
 
-@pytest.mark.parametrize("case,metric,expected,params", golden_cases())
+@pytest.mark.parametrize("case,metric,expected,params", list(golden_cases()))
 def test_golden_values_on_hand_built_maps(case, metric, expected, params):
     maps = np.array([case["map"]], dtype=float)
     masks = np.array([case["mask"]], dtype=bool)
