@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/study run search_spaces/ddsm.yaml --replace
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium for the report's browser test (skipped, with a reason, where it cannot be installed)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: chromium could not be installed; the browser tests will be skipped"
 
 clean:
 	rm -rf .mmpkd_cache reports/*.html studies.duckdb

@@ -1,5 +1,7 @@
+import json
 import os
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -13,3 +15,61 @@ def cache_dir(tmp_path_factory):
 
 
 TINY_DATA = dict(n_train=120, n_val=40, n_test=40, image_size=32, seed=0)
+
+
+# A small study database written through the store, no training: baseline + 4 trials.
+IMAGES = [f"img{i:02d}" for i in range(30)]
+
+
+EPOCHS = [{"epoch": e, "loss": 1.0 / e, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.8,
+           "val_objective": 0.5, "seconds": 0.1} for e in (1, 2)]
+
+
+def config(teacher, alpha, seed=0):
+    return {"domain": "synthetic_ddsm", "teacher": teacher, "temperature": 2.0, "alpha": alpha, "beta": 0.0,
+            "attention_method": "rollout", "seed": seed, "student": {"lr": 1e-3, "weight_decay": 0.05, "epochs": 2}}
+
+
+def result(seed, scores):
+    return {"seed": seed, "val_objective": 0.5, "test_objective": 0.5, "val_auroc": 0.9, "test_auroc": 0.9,
+            "trial_seconds": 1.0, "image_ids": IMAGES, "scores": scores}
+
+
+def scores(rng, shift):
+    out = {}
+    for method in ("rollout", "raw_cls", "uniform", "centre"):
+        s = 0.0 if method in ("uniform", "centre") else shift.get(method, 0.0)
+        out[f"{method}|pointing_game"] = [float(v) for v in (rng.random(30) < 0.4 + s)]
+        out[f"{method}|relevance_mass"] = list(np.clip(rng.normal(0.3 + s, 0.05, 30), 0, 1))
+    return out
+
+
+@pytest.fixture()
+def demo_db(tmp_path):
+    """Baseline + 4 trials: 'mlp' trials gain +0.3 on rollout, 'lightgbm' trials gain nothing."""
+    rng = np.random.default_rng(0)
+    from study.store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    store.create_study("demo", "synthetic_ddsm", json.dumps({"objective": {"metric": "pointing_game"}}), "h")
+    base = scores(rng, {})
+    store.trial_started("demo", "baseline-b0", None, config("none", 0.0), {}, "b0", None)
+    store.trial_finished("demo", "baseline-b0", "completed", [], result(0, base))
+    for i, teacher in enumerate(["mlp", "mlp", "lightgbm", "lightgbm"]):
+        shift = {"rollout": 0.3} if teacher == "mlp" else {}
+        s = {k: list(np.clip(np.array(v) + (shift.get(k.split("|")[0], 0.0) if "relevance" in k else 0), 0, 1))
+             for k, v in base.items()}
+        for k in s:
+            if k.startswith("rollout|pointing_game") and teacher == "mlp":
+                s[k] = [1.0] * 30
+        tid = f"{i:04d}"
+        store.trial_started("demo", tid, i, config(teacher, 0.5), {"teacher": teacher}, f"h{i}", "b0")
+        store.trial_finished("demo", tid, "completed", EPOCHS, result(0, s))
+    from study.gains import refresh_gains
+
+    refresh_gains(store, "demo", n_boot=200)
+    store.finish_study("demo", "completed", 12.0)
+    store.close()
+    return tmp_path / "s.duckdb"
+
+

@@ -1,0 +1,55 @@
+"""The report's data steps on a small database built in the test: values, not plot JSON."""
+import duckdb
+import pytest
+
+from reports import data
+
+
+@pytest.fixture()
+def con(demo_db):
+    c = duckdb.connect(str(demo_db), read_only=True)
+    yield c
+    c.close()
+
+
+def test_overview_counts_trials_and_baselines_apart(con):
+    (row,) = data.overview(con, ["demo"])
+    assert (row["trials"], row["completed"], row["pruned"], row["failed"], row["baselines"]) == (4, 4, 0, 0, 1)
+    assert row["wall_seconds"] == 12.0 and row["spec"]["objective"]["metric"] == "pointing_game"
+
+
+def test_trials_exclude_baselines_and_carry_params(con):
+    rows = data.trials(con, ["demo"])
+    assert [r["trial_id"] for r in rows] == ["0000", "0001", "0002", "0003"]
+    assert [r["params"]["teacher"] for r in rows] == ["mlp", "mlp", "lightgbm", "lightgbm"]
+
+
+def test_gains_rows_match_the_gains_table(con):
+    rows = data.gains(con, ["demo"])
+    assert len(rows) == 4 * 2 * 2  # trials x methods x metrics, chance maps excluded
+    mlp = [r for r in rows if r["trial_id"] == "0000" and r["method"] == "rollout" and r["metric"] == "relevance_mass"][0]
+    expected = con.execute("""SELECT avg(l.value) - avg(b.value) FROM localization l JOIN localization b
+        ON b.trial_id = 'baseline-b0' AND b.image_id = l.image_id AND b.method = l.method AND b.metric = l.metric
+        WHERE l.trial_id = '0000' AND l.method = 'rollout' AND l.metric = 'relevance_mass'""").fetchone()[0]
+    assert mlp["gain"] == pytest.approx(expected) and mlp["ci_low"] <= mlp["gain"] <= mlp["ci_high"]
+
+
+def test_metric_by_dimension_one_row_per_trial_dimension_method_metric(con):
+    rows = data.metric_by_dimension(con, ["demo"])
+    assert len(rows) == 4 * 1 * 4 * 2  # 4 trials x 1 dimension x 4 methods (with chance maps) x 2 metrics
+    assert {r["dimension"] for r in rows} == {"teacher"}
+
+
+def test_pareto_rows_and_front():
+    assert data.pareto_front([(0.9, 0.1), (0.8, 0.5), (0.7, 0.4), (0.9, 0.05)]) == [0, 1]
+
+
+def test_pareto_includes_the_baseline_of_the_study(con):
+    rows = data.pareto(con, ["demo"], "pointing_game")
+    assert sum(r["is_baseline"] for r in rows) == 2  # the baseline under raw_cls and rollout
+    assert sum(not r["is_baseline"] for r in rows) == 4  # each trial under its sampled method
+
+
+def test_curves_per_trial_epoch(con):
+    rows = data.curves(con, ["demo"])
+    assert len(rows) == 8 and rows[0]["epoch"] == 1 and rows[1]["loss"] == 0.5
