@@ -22,7 +22,8 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def localization_scores(
-    model, images: torch.Tensor, masks: np.ndarray, methods, metrics, batch_size: int = 128
+    model, images: torch.Tensor, masks: np.ndarray, methods, metrics, batch_size: int = 128,
+    params: dict[str, dict] | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
     """Every method x every metric, one score per image. Maps are upsampled by
     ``localization.upsample`` (bilinear) to the mask's resolution; class-specific methods
@@ -35,7 +36,28 @@ def localization_scores(
         with torch.no_grad():
             target = model.eval()(x).argmax(dim=-1)  # one forward for every class-specific method
         for m in methods:
-            maps = localization.upsample(attention.extract(m, model, x, target=target), size)
+            maps = localization.upsample(attention.extract(m, model, x, target=target, **(params or {}).get(m, {})), size)
             for k in metrics:
                 out[(m, k)].append(localization.score(k, maps, msk))
     return {key: np.concatenate(v) if v else np.zeros(0) for key, v in out.items()}
+
+
+def tune_methods(model, images: torch.Tensor, masks: np.ndarray, methods, metric: str) -> dict[str, dict]:
+    """For each method with tunable parameters (its ``grid``), the combination with the best mean
+    ``metric`` on these (validation) images. Test images are never used here."""
+    import itertools
+
+    chosen: dict[str, dict] = {}
+    for m in methods:
+        grid = attention.METHODS.get(m).grid
+        if not grid or len(images) == 0:
+            continue
+        best, best_params = -np.inf, None
+        for values in itertools.product(*grid.values()):
+            p = dict(zip(grid, values))
+            s = localization_scores(model, images, masks, [m], [metric], params={m: p})[(m, metric)]
+            score = float(np.nanmean(s)) if np.isfinite(s).any() else -np.inf
+            if score > best:  # ties keep the first (the grid lists the default first)
+                best, best_params = score, p
+        chosen[m] = best_params
+    return chosen

@@ -15,7 +15,7 @@ import torch
 
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data import load_domain
-from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
+from mmpkd_core.evaluate import auroc, localization_scores, predict_scores, tune_methods
 from mmpkd_core.teachers import teacher_outputs
 from mmpkd_core.trainer import to_tensors, train_epochs
 
@@ -35,6 +35,7 @@ class TrialResult:
     image_ids: list[str]  # test images with an ROI, in score order
     scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (method, metric) -> (n_images,)
     teacher_metrics: dict = field(default_factory=dict)
+    method_params: dict = field(default_factory=dict)  # per method, the parameters chosen on validation images
     seconds: float = 0.0
 
     def payload(self) -> dict:
@@ -43,6 +44,7 @@ class TrialResult:
             "seed": self.config.seed, "config_hash": self.config_hash, "test_auroc": self.test_auroc,
             "val_auroc": self.val_auroc, "val_objective": self.val_objective, "test_objective": self.test_objective,
             "image_ids": list(self.image_ids), "teacher_metrics": self.teacher_metrics, "epochs": self.epochs,
+            "method_params": self.method_params,
             "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
             "trial_seconds": self.seconds,
         }
@@ -112,10 +114,12 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
 
 
 def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> TrialResult:
-    te = data.index("test")
+    te, va = data.index("test"), data.index("val")
     roi = te[data.masks[te].any(axis=(1, 2))]
+    val_roi = va[data.masks[va].any(axis=(1, 2))]
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
-    scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics)
+    chosen = tune_methods(model, t.x[val_roi], data.masks[val_roi], methods, cfg.objective_metric)
+    scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics, params=chosen)
     obj = scores.get((cfg.attention_method, cfg.objective_metric))
     last = history[-1]
     return TrialResult(
@@ -124,5 +128,5 @@ def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> 
         val_auroc=last["val_auroc"], val_objective=last["val_objective"],
         test_objective=float(np.nanmean(obj)) if obj is not None and len(obj) else float("nan"),
         image_ids=[str(i) for i in data.image_ids[roi]], scores=scores,
-        teacher_metrics=teacher.metrics if teacher is not None else {},
+        teacher_metrics=teacher.metrics if teacher is not None else {}, method_params=chosen,
     )

@@ -1,7 +1,7 @@
 """The attention-method contract and its registry."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -20,6 +20,7 @@ class Method:
     name: str
     fn: Callable[..., torch.Tensor]
     class_specific: bool
+    grid: dict[str, tuple] = field(default_factory=dict)  # parameters tuned on validation images, per trial
 
 
 METHODS: Registry[Method] = Registry("attention method")

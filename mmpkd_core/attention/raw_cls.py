@@ -15,4 +15,4 @@ def raw_cls(model, images, target=None, head_fusion: str = "mean") -> torch.Tens
     return to_grid(model, last[:, 0])  # (B, h, w)
 
 
-METHODS.register("raw_cls")(Method("raw_cls", raw_cls, class_specific=False))
+METHODS.register("raw_cls")(Method("raw_cls", raw_cls, class_specific=False, grid={"head_fusion": ("mean", "max")}))

@@ -33,4 +33,5 @@ def rollout(model, images, target=None, head_fusion: str = "mean", discard_ratio
     return to_grid(model, R[:, 0])
 
 
-METHODS.register("rollout")(Method("rollout", rollout, class_specific=False))
+METHODS.register("rollout")(Method("rollout", rollout, class_specific=False,
+                                   grid={"head_fusion": ("mean", "max", "min"), "discard_ratio": (0.0, 0.5, 0.9)}))

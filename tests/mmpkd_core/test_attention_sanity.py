@@ -59,3 +59,21 @@ def test_maps_change_when_the_weights_are_randomised(trained, method):
     b = attention.extract(method, random_model, x).flatten(1).numpy()
     rho = np.nanmean([spearmanr(a[i], b[i]).statistic for i in range(len(a))])
     assert rho < 0.5, rho
+
+
+def test_method_parameters_are_tuned_on_validation_images_only(trained):
+    from mmpkd_core.evaluate import tune_methods
+
+    model, _, x, masks = trained
+    chosen = tune_methods(model, x, masks, ["rollout", "raw_cls", "grad_rollout"], "relevance_mass")
+    assert set(chosen) == {"rollout", "raw_cls"}  # grad_rollout has nothing to tune
+    assert chosen["rollout"]["head_fusion"] in ("mean", "max", "min")
+    best = relevance_mass_with(model, "rollout", x, masks, chosen["rollout"])
+    for fusion in ("mean", "max", "min"):
+        for ratio in (0.0, 0.5, 0.9):
+            assert best >= relevance_mass_with(model, "rollout", x, masks, {"head_fusion": fusion, "discard_ratio": ratio})
+
+
+def relevance_mass_with(model, method, x, masks, params):
+    maps = localization.upsample(attention.extract(method, model, x, **params), masks.shape[-2:])
+    return float(np.nanmean(localization.score("relevance_mass", maps, masks)))
