@@ -2,6 +2,7 @@
 errors into one line on stderr with exit code 1 (usage errors: 2), in one place: ``main``."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -34,21 +35,36 @@ def run(
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
     """Run a study: sample recipes, train and evaluate each trial, store everything, write the report."""
-    from study.executor import run_study
     from study.spec import load_specs
-    from study.store import Store
 
     specs = load_specs(spec_path, name=name)
+    _run_specs(specs, db, replace, report, address, cache_dir)
+
+
+def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir: Path) -> None:
+    from study.executor import run_study
+    from study.store import Store
+
     store = Store(db)
+    plan = []
     for spec in specs:
-        if store.study_exists(spec.name) and not replace:
-            raise StudyError(f"Study '{spec.name}' exists in {db}. Use --name NEW, --replace, or --db OTHER.duckdb.")
-    for spec in specs:
-        if store.study_exists(spec.name):
+        row = store.study_row(spec.name)
+        if row is None or replace:
+            plan.append((spec, "new"))
+        elif row["spec_hash"] != spec.spec_hash():
+            raise StudyError(f"Study '{spec.name}' exists in {db} with a different spec. "
+                             "Use --name NEW, --replace, or --db OTHER.duckdb.")
+        else:
+            plan.append((spec, "done" if row["status"] == "completed" else "resume"))
+    for spec, mode in plan:
+        if mode == "done":
+            _say(f"study {spec.name} is already complete in {db} (--replace to run it again)")
+            continue
+        if mode == "new" and store.study_exists(spec.name):
             store.delete_study(spec.name)
         _say(f"study {spec.name}: {spec.executor.trials} recipes x {len(spec.seed_list())} seed(s) on {spec.domain} "
              f"({spec.executor.kind} executor) -> {db}")
-        outcome = run_study(spec, store, str(cache_dir), say=_say, address=address)
+        outcome = run_study(spec, store, str(cache_dir), say=_say, address=address, resume=mode == "resume")
         counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
         _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
         if outcome.best:
@@ -58,8 +74,30 @@ def run(
     store.close()
     _say(f"database: {db.resolve()}")
     if report:
-        out = _write_report(db, [s.name for s in specs], None)
+        out = _write_report(db, [s.name for s, _ in plan], None)
         _say(f"report:   {out.resolve()}")
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., metavar="NAME", help="A stored study that was stopped or killed"),
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write reports/<study>.html at the end"),
+    address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster"),
+    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+                                   help="Prepared data, fitted teachers and Ray results"),
+) -> None:
+    """Continue a stopped or killed study with the spec it was started with."""
+    from study.spec import spec_from_dict
+    from study.store import Store
+
+    store = Store(db)
+    row = store.study_row(name)
+    if row is None:
+        raise StudyError(f"no study '{name}' in {db}; start it with 'study run SPEC'")
+    spec = spec_from_dict(json.loads(row["spec_json"]))
+    store.close()
+    _run_specs([spec], db, False, report, address, cache_dir)
 
 
 def _write_report(db: Path, names: list[str], out: Optional[Path]) -> Path:

@@ -12,6 +12,7 @@ own baseline (``baseline_key``).
 """
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class Recorder:
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
         return {**self.__dict__, "say": print}
 
-    def start(self, key: str, params: dict, baseline_of=None) -> None:
+    def start(self, key: str, params: dict, baseline_of=None, number: int | None = None) -> None:
         from mmpkd_core import baseline_config
 
         if baseline_of is not None:  # a baseline: one config, one row
@@ -103,8 +104,9 @@ class Recorder:
             self.epochs[tid] = []
             self.store.trial_started(self.study, tid, None, cfg.to_dict(), {}, cfg.config_hash(), None)
             return
-        number = self.recipes
-        self.recipes += 1
+        if number is None:
+            number = self.recipes
+        self.recipes = max(self.recipes, number + 1)
         self.rows[key] = {}
         for seed in self.seeds:
             cfg = self.base.with_params({**params, "seed": seed}) if "seed" not in params else self.base.with_params(params)
@@ -152,43 +154,60 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address: str | None = None) -> Outcome:
-    from mmpkd_core import baseline_config
-
+def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address: str | None = None,
+              resume: bool = False) -> Outcome:
+    """Run the study, or continue it (``resume``): finished recipes are kept once, recipes that were
+    running when the process died are run again with the same sampled values, and the sampler
+    replays the stored results to continue its own sequence."""
     cache_dir = str(Path(cache_dir).resolve())
     t0 = time.perf_counter()
     prepare(spec, cache_dir, say)
     base = base_config(spec, cache_dir)
-    store.create_study(spec.name, spec.domain, spec.model_dump_json(), spec.spec_hash())
+    finished: dict = {}
+    if resume:
+        finished, killed = store.resume_state(spec.name)
+        store.reopen_study(spec.name)
+        say(f"resuming {spec.name}: {len(finished)} recipes kept, {len(killed)} interrupted ones run again, "
+            f"{max(0, spec.executor.trials - len(finished) - len(killed))} still to sample")
+    else:
+        store.create_study(spec.name, spec.domain, spec.model_dump_json(), spec.spec_hash())
     rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
+    rec.finished = len(finished)
     status = "failed"
     try:
-        session = _session(spec, address)
-        session.__enter__()
-        if spec.baselines:  # the baselines of the spec's own student and schedule, before the sweep
-            run_baselines(spec, [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()],
-                          rec, cache_dir, address)
-        if spec.executor.kind == "ray":
-            from study.ray_executor import run_ray
-
-            run_ray(spec, base, rec, cache_dir, address)
-        else:
-            run_local(spec, base, rec)
-        check_failures(spec, rec)
-        if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
-            run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
-            from study.gains import refresh_gains
-
-            refresh_gains(store, spec.name)
+        with _session(spec, address):
+            _run_phases(spec, base, rec, store, cache_dir, address, finished)
         status = "completed"
     except TooManyFailures:
         status = "stopped"
         raise
     finally:
-        session.__exit__(None, None, None)
-        wall = time.perf_counter() - t0
+        before = (store.study_row(spec.name)["wall_seconds"] or 0.0) if resume else 0.0
+        wall = time.perf_counter() - t0 + before
         store.finish_study(spec.name, status, wall)
     return summarize(store, spec.name, wall, spec.objective.mode)
+
+
+def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: str, address: str | None,
+                finished: dict) -> None:
+    """Baselines of the spec's own schedule, the sweep, then any baselines the sweep still needs."""
+    from mmpkd_core import baseline_config
+
+    if spec.baselines:
+        run_baselines(spec, [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()],
+                      rec, cache_dir, address)
+    if spec.executor.kind == "ray":
+        from study.ray_executor import run_ray
+
+        run_ray(spec, base, rec, cache_dir, address, finished)
+    else:
+        run_local(spec, base, rec, finished)
+    check_failures(spec, rec)
+    if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
+        run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
+        from study.gains import refresh_gains
+
+        refresh_gains(store, spec.name)
 
 
 def _session(spec: StudySpec, address: str | None):
@@ -258,7 +277,7 @@ def summarize(store: Store, study: str, wall: float, mode: str) -> Outcome:
     return Outcome(study, counts, best, wall)
 
 
-def run_local(spec: StudySpec, base, rec: Recorder) -> None:
+def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None) -> None:
     """The same recipes in this process with plain Optuna: seeded TPE asked in the same fixed batches
     as the Ray executor (so both sample the same sequence under FIFO), successive halving."""
     import optuna
@@ -276,8 +295,13 @@ def run_local(spec: StudySpec, base, rec: Recorder) -> None:
 
     def run_one(trial) -> tuple:
         params = suggest(trial, dims)
+        if trial.number in (finished or {}):  # resuming: the sampler replays; the stored result is told
+            done = finished[trial.number]
+            check_replay(trial.number, params, done["params"])
+            state = {"completed": State.COMPLETE, "pruned": State.PRUNED, "failed": State.FAIL}[done["status"]]
+            return (done["value"] if state == State.COMPLETE else None), state
         key = str(trial.number)
-        rec.start(key, params)
+        rec.start(key, params, number=trial.number)
 
         def report(row: dict) -> None:
             rec.epoch(key, row)
@@ -305,6 +329,13 @@ def run_local(spec: StudySpec, base, rec: Recorder) -> None:
             check_failures(spec, rec)
         for trial, (value, state) in zip(batch, outcomes):  # told in the order asked, after the whole batch
             ostudy.tell(trial, value, state=state)
+
+
+def check_replay(number: int, sampled: dict, stored: dict) -> None:
+    if json.loads(json.dumps(sampled)) != stored:
+        raise StudyError(f"cannot resume: the sampler no longer reproduces recipe #{number} "
+                         f"(stored {stored}, sampled {sampled}); was the spec or the engine changed? "
+                         "Use --replace to start over.")
 
 
 def sampler(spec: StudySpec):

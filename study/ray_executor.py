@@ -20,6 +20,7 @@ def ray_recipe(config: dict, base: dict, seeds: list[int]) -> None:
 
     from study.executor import _error_text
 
+    config = {k: v for k, v in config.items() if k != "_recipe"}
     cfg = TrialConfig.from_dict(base).with_params(config)
     try:
         run_recipe(cfg, [config["seed"]] if "seed" in config else seeds, report=tune.report)
@@ -52,7 +53,7 @@ def _callback(rec, baselines: bool):
             if baselines:
                 rec.start(trial.trial_id, {}, baseline_of=TrialConfig.from_dict(trial.config["cfg"]))
             else:
-                rec.start(trial.trial_id, dict(trial.config))
+                rec.start(trial.trial_id, params(trial), number=trial.config["_recipe"])
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec.epoch(trial.trial_id, result)
@@ -61,12 +62,15 @@ def _callback(rec, baselines: bool):
             last = trial.last_result or {}
             status = "failed" if "error" in last else "completed" if "results" in last else "pruned"
             rec.finish(trial.trial_id, status, last.get("results"), error=last.get("error"),
-                       params=None if baselines else dict(trial.config))
+                       params=None if baselines else params(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             err = trial.get_error() if hasattr(trial, "get_error") else None
             text = str(err).strip() if err is not None else "trial raised (see the Ray log)"
-            rec.finish(trial.trial_id, "failed", error=text, params=None if baselines else dict(trial.config))
+            rec.finish(trial.trial_id, "failed", error=text, params=None if baselines else params(trial))
+
+    def params(trial) -> dict:
+        return {k: v for k, v in trial.config.items() if k != "_recipe"}
 
     return StoreCallback()
 
@@ -96,13 +100,13 @@ def _resources(spec: StudySpec) -> dict:
     return {"cpu": spec.executor.resources.cpu, "gpu": spec.executor.resources.gpu}
 
 
-def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None) -> None:
+def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None, finished: dict | None = None) -> None:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     ex = spec.executor
     with ray_session(spec, address):
         metric, mode = "val_objective", spec.objective.mode
-        search = searcher(spec)
+        search = searcher(spec, finished)
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
                                    grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
                      if ex.scheduler == "asha" else FIFOScheduler())
@@ -110,7 +114,7 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
         tuner = tune.Tuner(
             tune.with_resources(trainable, _resources(spec)),
             tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=metric, mode=mode,
-                                        num_samples=ex.trials,
+                                        num_samples=ex.trials - len(finished or {}),
                                         max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(Path(cache_dir) / "ray_results"),
@@ -120,9 +124,10 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
         tuner.fit()
 
 
-def searcher(spec: StudySpec):
+def searcher(spec: StudySpec, finished: dict | None = None):
     """OptunaSearch (seeded TPE) in fixed batches, so that the sequence of sampled recipes does not
-    depend on how many trials run at once or in which order they finish."""
+    depend on how many trials run at once or in which order they finish. ``finished`` (resuming):
+    recipe number -> stored outcome, replayed into the sampler before any new suggestion."""
     from ray.tune.search.optuna import OptunaSearch
 
     from study.executor import sampler
@@ -130,7 +135,10 @@ def searcher(spec: StudySpec):
 
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
                           sampler=sampler(spec))
-    return _batched(search, spec.executor.sample_batch, spec.executor.trials)
+    batched = _batched(search, spec.executor.sample_batch, spec.executor.trials)
+    if finished:
+        batched.replay(finished)
+    return batched
 
 
 def _batched(inner, batch: int, total: int):
@@ -149,23 +157,49 @@ def _batched(inner, batch: int, total: int):
             self.inner, self.batch, self.total = inner, batch, total
             self.issued = 0
             self.current: dict[str, tuple | None] = {}  # trial id -> (result, error) once finished
+            self.pending: list[tuple[str, dict, int]] = []  # replayed suggestions still to run
+            self.alias: dict[str, str] = {}  # Tune trial id -> the id the inner searcher knows it by
 
         def set_search_properties(self, metric, mode, config, **spec):
             return self.inner.set_search_properties(metric, mode, config, **spec)
 
+        def replay(self, finished: dict) -> None:
+            """Re-ask the seeded sampler for every recipe up to the last stored one: finished recipes
+            are told their stored result, interrupted ones are handed out again first."""
+            from study.executor import check_replay
+
+            for n in range(max(finished) + 1 if finished else 0):
+                fid = f"replay-{n}"
+                cfg = self.inner.suggest(fid)
+                self.current[fid] = None
+                self.issued += 1
+                if n in finished:
+                    done = finished[n]
+                    check_replay(n, cfg, done["params"])
+                    value = done["value"] if done["status"] != "failed" else float("nan")
+                    self.on_trial_complete(fid, {"val_objective": value}, error=done["status"] == "failed")
+                else:
+                    self.pending.append((fid, cfg, n))
+
         def suggest(self, trial_id):
+            if self.pending:
+                fid, cfg, n = self.pending.pop(0)
+                self.alias[trial_id] = fid
+                return {**cfg, "_recipe": n}
             if len(self.current) >= self.batch or self.issued >= self.total:
                 return None
             cfg = self.inner.suggest(trial_id)
             if cfg not in (None, Searcher.FINISHED):
                 self.current[trial_id] = None
                 self.issued += 1
+                cfg = {**cfg, "_recipe": self.issued - 1}
             return cfg
 
         def on_trial_result(self, trial_id, result):
-            self.inner.on_trial_result(trial_id, result)
+            self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
 
         def on_trial_complete(self, trial_id, result=None, error=False):
+            trial_id = self.alias.get(trial_id, trial_id)
             if trial_id not in self.current:
                 return
             self.current[trial_id] = (result, error)

@@ -111,6 +111,39 @@ class Store:
                 self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
             self.con.execute("DELETE FROM studies WHERE name = ?", [name])
 
+    def study_row(self, name: str) -> dict | None:
+        row = self.con.execute("SELECT spec_json, spec_hash, status, wall_seconds FROM studies WHERE name = ?",
+                               [name]).fetchone()
+        return None if row is None else dict(zip(["spec_json", "spec_hash", "status", "wall_seconds"], row))
+
+    def reopen_study(self, name: str) -> None:
+        self.con.execute("UPDATE studies SET status = 'running', finished_at = NULL WHERE name = ?", [name])
+
+    def resume_state(self, study: str) -> tuple[dict[int, dict], dict[int, dict]]:
+        """For resuming a study that was stopped: drop every trial that was still running when the
+        process died (a recipe counts as running if any of its seeds does), in one transaction, and
+        return ``(finished, killed)``: recipe number -> {"params", "status", "value"} for the finished
+        ones, recipe number -> {"params"} for those to re-run."""
+        rows = self.con.execute("""
+            SELECT number, any_value(params_json), list(status), avg(val_objective)
+            FROM trials WHERE study = ? AND NOT is_baseline GROUP BY number ORDER BY number""", [study]).fetchall()
+        finished, killed = {}, {}
+        for number, params, statuses, value in rows:
+            entry = {"params": json.loads(params)}
+            if "running" in statuses:
+                killed[number] = entry
+            else:
+                status = "completed" if all(s == "completed" for s in statuses) else \
+                         "failed" if "failed" in statuses else "pruned"
+                finished[number] = {**entry, "status": status, "value": value}
+        with self.transaction():
+            doomed = "(SELECT trial_id FROM trials WHERE study = ? AND (status = 'running' OR number IN ({})))".format(
+                ",".join(str(n) for n in killed) or "NULL")
+            for table in ("gains", "localization", "evaluation", "epochs"):
+                self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study])
+            self.con.execute(f"DELETE FROM trials WHERE study = ? AND trial_id IN {doomed}", [study, study])
+        return finished, killed
+
     def finish_study(self, name: str, status: str, wall_seconds: float) -> None:
         self.con.execute("UPDATE studies SET status = ?, finished_at = ?, wall_seconds = ? WHERE name = ?",
                          [status, now(), wall_seconds, name])

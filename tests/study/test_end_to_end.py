@@ -77,10 +77,13 @@ def test_ray_study_end_to_end_through_the_cli(tmp_path, cache_dir):
     assert "plotly" in html and "tiny-ray" in html
     status = run_cli(["status", "--db", "t.duckdb"], tmp_path, cache_dir)
     assert status.returncode == 0 and "tiny-ray" in status.stdout
-    again = run_cli(["run", "tiny.yaml", "--db", "t.duckdb"], tmp_path, cache_dir)
-    assert again.returncode == 1
-    assert again.stderr.strip() == ("error: Study 'tiny-ray' exists in t.duckdb. "
-                                    "Use --name NEW, --replace, or --db OTHER.duckdb.")
+    again = run_cli(["run", "tiny.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
+    assert again.returncode == 0 and "study tiny-ray is already complete in t.duckdb" in again.stdout
+    (tmp_path / "tiny.yaml").write_text((tmp_path / "tiny.yaml").read_text().replace("trials: 2", "trials: 3"))
+    changed = run_cli(["run", "tiny.yaml", "--db", "t.duckdb"], tmp_path, cache_dir)
+    assert changed.returncode == 1
+    assert changed.stderr.strip() == ("error: Study 'tiny-ray' exists in t.duckdb with a different spec. "
+                                      "Use --name NEW, --replace, or --db OTHER.duckdb.")
 
 
 def test_local_executor_text_domain_end_to_end(tmp_path, cache_dir):

@@ -21,7 +21,7 @@ def simulate(concurrency: int, shuffle_seed: int) -> list[dict]:
             cfg = search.suggest(f"t{n}")
             if cfg is None:  # the batch is not finished yet
                 break
-            sampled.append(cfg)
+            sampled.append({k: v for k, v in cfg.items() if k != "_recipe"})
             running.append((f"t{n}", cfg))
             n += 1
         done = running.pop(rng.randrange(len(running)))

@@ -1,0 +1,83 @@
+"""A real study killed with SIGKILL while trials run, then resumed: nothing lost, nothing twice."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import pytest
+
+SPEC = textwrap.dedent("""\
+    name: killed
+    domain: synthetic_ddsm
+    data: {{n_train: 300, n_val: 40, n_test: 40, image_size: 32, seed: 0}}
+    student: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 3, batch_size: 32}}
+    search_space:
+      teacher: {{type: categorical, choices: [lightgbm, mlp]}}
+      alpha: {{type: float, low: 0.1, high: 1.0}}
+    executor: {{kind: {kind}, trials: 6, max_concurrent: 2, sample_batch: 2, scheduler: fifo, seed: 3}}
+    """)
+
+
+def start(tmp_path, cache_dir, *args):
+    env = dict(os.environ, MMPKD_CACHE=cache_dir, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_sigkill_then_resume(tmp_path, cache_dir, kind):
+    (tmp_path / "s.yaml").write_text(SPEC.format(kind=kind))
+    proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
+    seen, deadline = [], time.time() + 300
+    while time.time() < deadline:  # wait until two recipes have finished, then kill mid-study
+        line = proc.stdout.readline()
+        seen.append(line)
+        if sum("trial [" in s for s in seen) >= 2:
+            break
+    time.sleep(1.0)  # the next recipes are training now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
+
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    before = con.execute("SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    con.close()
+    assert {s for _, s, _ in before} == {"completed", "running"}, before
+    killed = {n: json.loads(p) for n, s, p in before if s == "running"}
+
+    resumed = subprocess.run([sys.executable, "-m", "study.cli", "run", "s.yaml", "--db", "s.duckdb"], cwd=tmp_path,
+                             env=dict(os.environ, MMPKD_CACHE=cache_dir), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "resuming killed:" in resumed.stdout
+
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    after = con.execute("SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    assert [n for n, _, _ in after] == list(range(6))  # every planned recipe exactly once
+    assert all(s == "completed" for _, s, _ in after)
+    for n, params in killed.items():  # the interrupted recipes ran again with the same sampled values
+        assert json.loads(after[n][2]) == params
+    for table in ("epochs", "localization", "evaluation", "gains"):
+        orphans = con.execute(f"SELECT count(*) FROM {table} x WHERE NOT EXISTS (SELECT 1 FROM trials t"
+                              " WHERE t.study = x.study AND t.trial_id = x.trial_id)").fetchone()[0]
+        assert orphans == 0, table
+    assert con.execute("SELECT count(*) FROM trials WHERE is_baseline").fetchone()[0] == 1
+    assert con.execute("SELECT status FROM studies").fetchone() == ("completed",)
+    con.close()
+    assert (tmp_path / "reports" / "killed.html").stat().st_size > 1_000_000
+
+    # the same spec run without interruption samples the same recipes
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "s.yaml").write_text(SPEC.format(kind="local"))
+    fresh = subprocess.run([sys.executable, "-m", "study.cli", "run", "s.yaml", "--db", "f.duckdb", "--no-report"],
+                           cwd=tmp_path / "fresh", env=dict(os.environ, MMPKD_CACHE=cache_dir), capture_output=True,
+                           text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    con = duckdb.connect(str(tmp_path / "fresh" / "f.duckdb"), read_only=True)
+    uninterrupted = con.execute("SELECT params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    con.close()
+    assert [json.loads(p) for (p,) in uninterrupted] == [json.loads(p) for _, _, p in after]
