@@ -95,3 +95,34 @@ def holm(pvalues) -> np.ndarray:
     adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     out[order] = adjusted
     return out
+
+
+def bootstrap_ci_columns(d: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``d`` (images x comparisons, NaN = no pair): the percentile interval of the mean,
+    resampling images -- all columns at once, as one matrix product of resampling counts."""
+    d = np.asarray(d, float)
+    n = d.shape[0]
+    if n == 0:
+        return np.full(d.shape[1], np.nan), np.full(d.shape[1], np.nan)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)  # (n_boot, n)
+    ok = ~np.isnan(d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (counts @ np.where(ok, d, 0.0)) / (counts @ ok)  # (n_boot, columns)
+    a = (1 - level) / 2
+    return np.nanquantile(means, a, axis=0), np.nanquantile(means, 1 - a, axis=0)
+
+
+def wilcoxon_p_columns(d: np.ndarray) -> np.ndarray:
+    """``wilcoxon_p`` of each column (NaNs dropped per column)."""
+    return np.array([wilcoxon_p(d[:, j]) for j in range(d.shape[1])])
+
+
+def mcnemar_p_columns(trial_hits: np.ndarray, baseline_hits: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``mcnemar_exact_p`` of each column, vectorised (two-sided exact binomial on discordant pairs)."""
+    t, b = np.asarray(trial_hits, bool) & valid, np.asarray(baseline_hits, bool) & valid
+    gained = (t & ~b).sum(axis=0)
+    lost = (~t & b).sum(axis=0)
+    n = gained + lost
+    p = np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(gained, lost), np.maximum(n, 1), 0.5))
+    return np.where(n == 0, 1.0, p)

@@ -54,3 +54,19 @@ def test_pairing_refuses_a_missing_image():
         pair({"a": 1.0, "b": 0.0, "c": 1.0}, {"a": 0.0, "b": 0.0})
     t, b = pair({"b": 1.0, "a": 0.5}, {"a": 0.0, "b": 0.25})
     np.testing.assert_array_equal(t - b, [0.5, 0.75])
+
+
+def test_column_versions_agree_with_the_single_ones():
+    from study.stats import bootstrap_ci_columns, mcnemar_p_columns, wilcoxon_p_columns
+
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.05, 0.2, (80, 5))
+    d[3, 1] = np.nan
+    lo, hi = bootstrap_ci_columns(d, n_boot=4000, seed=2)
+    for j in range(5):
+        single = bootstrap_ci(d[:, j], n_boot=4000, seed=9)
+        assert lo[j] == pytest.approx(single[0], abs=0.012) and hi[j] == pytest.approx(single[1], abs=0.012)
+    np.testing.assert_allclose(wilcoxon_p_columns(d), [wilcoxon_p(d[:, j]) for j in range(5)])
+    t, b = rng.random((40, 6)) < 0.6, rng.random((40, 6)) < 0.4
+    valid = np.ones_like(t)
+    np.testing.assert_allclose(mcnemar_p_columns(t, b, valid), [mcnemar_exact_p(t[:, j], b[:, j]) for j in range(6)])
