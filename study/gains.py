@@ -5,12 +5,15 @@ The per-image pairs come from the ``gains_by_image`` view; everything statistica
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from study.errors import StudyError
 from study.stats import (BINARY_METRICS, PairingError, bootstrap_ci_columns, holm, mcnemar_p_columns,
-                         paired_test, two_level_bootstrap_ci, wilcoxon_p)
+                         paired_test, wilcoxon_p_columns)
 
 CHANCE = ("uniform", "centre")
 BINS = {
@@ -23,35 +26,92 @@ DIRECT = ("study", "domain", "teacher", "temperature", "alpha", "beta", "attenti
 FACTORS = DIRECT + tuple(f"{k}_bin" for k in BINS)
 
 
-def image_gains(con, studies: list[str], metric: str | None = None) -> pd.DataFrame:
-    """Per trial x method x metric x image: the trial's score, its baseline's, and the gain."""
-    sql = "SELECT * FROM gains_by_image WHERE list_contains(?, study)"
-    params: list = [studies]
+KEYS = ["study", "domain", "trial_id", "number", "seed", "teacher", "temperature", "alpha", "beta", "lr",
+        "weight_decay", "epochs", "sampled_method", "method", "metric"]
+
+
+@dataclass
+class Pairs:
+    """Every (trial x method x metric) comparison with its per-image scores and its baseline's.
+
+    Row i of ``value``/``baseline`` belongs to row i of ``keys``; columns are the study's test images
+    in id order (studies with fewer images are padded with NaN, which no statistic counts)."""
+
+    keys: pd.DataFrame
+    value: np.ndarray  # (comparisons, images)
+    baseline: np.ndarray  # (comparisons, images)
+
+    @property
+    def gain(self) -> np.ndarray:
+        return self.value - self.baseline
+
+
+PAIRS_SQL = """
+WITH b AS (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
+           WHERE is_baseline AND status = 'completed' GROUP BY config_hash),
+tg AS (SELECT l.study, l.trial_id, l.method, l.metric, list(l.image_id ORDER BY l.image_id) AS ids,
+              list(l.value ORDER BY l.image_id) AS v
+       FROM localization l SEMI JOIN trials t ON t.study = l.study AND t.trial_id = l.trial_id
+            AND NOT t.is_baseline AND t.status = 'completed'
+       WHERE {where} GROUP BY ALL),
+bg AS (SELECT l.study, l.trial_id, l.method, l.metric, list(l.image_id ORDER BY l.image_id) AS ids,
+              list(l.value ORDER BY l.image_id) AS v
+       FROM localization l SEMI JOIN b ON b.study = l.study AND b.trial_id = l.trial_id GROUP BY ALL)
+SELECT t.study, t.domain, t.trial_id, t.number, t.seed, t.teacher, t.temperature, t.alpha, t.beta, t.lr,
+       t.weight_decay, t.epochs, t.attention_method AS sampled_method, tg.method, tg.metric,
+       tg.v, bg.v AS bv, coalesce(tg.ids = bg.ids, false) AS paired,
+       CASE WHEN coalesce(tg.ids = bg.ids, false) THEN NULL ELSE tg.ids END AS bad_ids,
+       CASE WHEN coalesce(tg.ids = bg.ids, false) THEN NULL ELSE bg.ids END AS bad_bids
+FROM tg JOIN trials t ON t.study = tg.study AND t.trial_id = tg.trial_id
+LEFT JOIN b ON b.config_hash = t.baseline_key
+LEFT JOIN bg ON bg.study = b.study AND bg.trial_id = b.trial_id AND bg.method = tg.method AND bg.metric = tg.metric
+ORDER BY t.study, t.trial_id, tg.method, tg.metric
+"""
+
+
+def load_pairs(con, studies: list[str], metric: str | None = None, chance: bool = False) -> Pairs:
+    """Every comparison's per-image scores and its matched baseline's, as arrays: the database groups
+    each (trial, method, metric) into one ordered list and hands them over as Arrow, so no Python
+    object is made per image. A trial image without its baseline score (or the reverse) is an error,
+    never a silent drop."""
+    where, params = "list_contains($studies, l.study)", {"studies": studies}
     if metric:
-        sql += " AND metric = ?"
-        params.append(metric)
-    df = con.execute(sql, params).df()
-    missing = df[df["baseline_value_present"] == False]  # noqa: E712
-    if len(missing):
-        r = missing.iloc[0]
-        raise PairingError(f"trial {r['study']}/{r['trial_id']}: image {r['image_id']} has no baseline score for "
-                           f"{r['method']}/{r['metric']} ({len(missing)} such pairs); rerun the baseline")
-    extra = con.execute("""
-        SELECT count(*) FROM trials t JOIN trials b ON b.is_baseline AND b.status = 'completed'
-            AND b.config_hash = t.baseline_key
-        JOIN localization bl ON bl.study = b.study AND bl.trial_id = b.trial_id
-        WHERE list_contains(?, t.study) AND NOT t.is_baseline AND t.status = 'completed'
-          AND list_contains((SELECT list(DISTINCT method) FROM localization l WHERE l.study = t.study
-                             AND l.trial_id = t.trial_id), bl.method)
-          AND list_contains((SELECT list(DISTINCT metric) FROM localization l WHERE l.study = t.study
-                             AND l.trial_id = t.trial_id), bl.metric)
-          AND NOT EXISTS (SELECT 1 FROM localization l WHERE l.study = t.study AND l.trial_id = t.trial_id
-                          AND l.method = bl.method AND l.metric = bl.metric AND l.image_id = bl.image_id)""",
-                        [studies]).fetchone()[0]
-    if extra:
-        raise PairingError(f"{extra} baseline image scores have no trial score on the same image; "
-                           "trial and baseline were evaluated on different images")
-    return df.drop(columns=["baseline_value_present"])
+        where += " AND l.metric = $metric"
+        params["metric"] = metric
+    if not chance:
+        where += " AND l.method NOT IN ('uniform', 'centre')"
+    table = con.sql(PAIRS_SQL.format(where=where), params=params).to_arrow_table()
+    paired = table.column("paired").to_numpy(zero_copy_only=False)
+    if not paired.all():
+        _raise_unpaired(table, int(np.flatnonzero(~paired)[0]), int((~paired).sum()))
+    keys = table.select(KEYS).to_pandas()
+    return Pairs(keys, _matrix(table.column("v")), _matrix(table.column("bv")))
+
+
+def _matrix(column) -> np.ndarray:
+    """An Arrow list column -> (rows, longest list) float array, NaN for nulls and padding."""
+    lists = column.combine_chunks()
+    flat = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
+    offsets = lists.offsets.to_numpy()
+    counts = np.diff(offsets)
+    width = int(counts.max()) if len(counts) else 0
+    if len(counts) and (counts == width).all():
+        return flat.reshape(len(counts), width)
+    out = np.full((len(counts), width), np.nan)
+    for i, (s0, n) in enumerate(zip(offsets[:-1], counts)):
+        out[i, :n] = flat[s0:s0 + n]
+    return out
+
+
+def _raise_unpaired(table, i: int, n_bad: int):
+    row = {k: table.column(k)[i].as_py() for k in ("study", "trial_id", "method", "metric", "bad_ids", "bad_bids")}
+    where = f"trial {row['study']}/{row['trial_id']} ({row['method']}/{row['metric']})"
+    if row["bad_bids"] is None:
+        raise PairingError(f"{where} has no completed baseline with its scores; rerun the baseline")
+    only_t = sorted(set(row["bad_ids"]) - set(row["bad_bids"]))[:3]
+    only_b = sorted(set(row["bad_bids"]) - set(row["bad_ids"]))[:3]
+    raise PairingError(f"{where}: trial and baseline hold different images (only in trial {only_t}, only in "
+                       f"baseline {only_b}; {n_bad} such comparisons); rerun the baseline or the trial")
 
 
 def _with_bins(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,39 +120,47 @@ def _with_bins(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _nanmean(x: np.ndarray, axis=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row (an undefined metric) stays NaN
+        return np.nanmean(x, axis=axis)
+
+
 def trial_gains(con, studies: list[str], n_boot: int = 1000) -> pd.DataFrame:
     """Per trial x method x metric: mean gain over images, bootstrap interval, paired test, Holm
-    within each (study, metric). Vectorised: every comparison of a study at once."""
-    df = image_gains(con, studies)
-    df = df[~df["method"].isin(CHANCE)]
-    keys = ["study", "domain", "trial_id", "number", "seed", "teacher", "temperature", "alpha", "beta",
-            "sampled_method", "method", "metric"]
-    out = []
-    for study, g in df.groupby("study", sort=True):
-        g = g.assign(col=g.groupby(keys, dropna=False, sort=True).ngroup())
-        columns = g.drop_duplicates("col").sort_values("col")[keys].reset_index(drop=True)
-        v = g.pivot(index="image_id", columns="col", values="value").to_numpy(float)  # (images, comparisons)
-        b = g.pivot(index="image_id", columns="col", values="baseline_value").to_numpy(float)
-        d = v - b
-        lo, hi = bootstrap_ci_columns(d, n_boot=n_boot)
-        metrics = columns["metric"].to_numpy()
-        binary = np.isin(metrics, BINARY_METRICS)
-        valid = ~np.isnan(d)
-        p = np.where(binary, mcnemar_p_columns(v > 0.5, b > 0.5, valid), np.nan)
-        for j in np.flatnonzero(~binary):
-            p[j] = wilcoxon_p(d[:, j])
-        with np.errstate(invalid="ignore"):
-            frame = columns.copy()
-            frame["n_images"] = valid.sum(axis=0)
-            frame["score"], frame["baseline"] = np.nanmean(v, axis=0), np.nanmean(b, axis=0)
-            frame["gain"] = np.nanmean(d, axis=0)
-        frame["ci_low"], frame["ci_high"], frame["p_value"] = lo, hi, p
-        frame["test"] = np.where(binary, "mcnemar", "wilcoxon")
-        out.append(frame)
-    result = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=GAINS_COLUMNS)
-    if len(result):
-        result["p_holm"] = result.groupby(["study", "metric"])["p_value"].transform(lambda p: holm(p.to_numpy()))
-    return result
+    within each (study, metric). Every comparison at once."""
+    pairs = load_pairs(con, studies)
+    out = pairs.keys.copy()
+    if out.empty:
+        return pd.DataFrame(columns=GAINS_COLUMNS)
+    v, b, d = pairs.value, pairs.baseline, pairs.gain
+    valid = ~np.isnan(d)
+    lo, hi = bootstrap_ci_columns(d.T, n_boot=n_boot)
+    binary = out["metric"].isin(BINARY_METRICS).to_numpy()
+    p = np.where(binary, mcnemar_p_columns((v > 0.5).T, (b > 0.5).T, valid.T), np.nan)
+    if (~binary).any():
+        p[~binary] = wilcoxon_p_columns(d[~binary].T)
+    out["n_images"] = valid.sum(axis=1)
+    out["score"], out["baseline"], out["gain"] = _nanmean(v, 1), _nanmean(b, 1), _nanmean(d, 1)
+    out["ci_low"], out["ci_high"], out["p_value"] = lo, hi, p
+    out["test"] = np.where(binary, "mcnemar", "wilcoxon")
+    out["p_holm"] = out.groupby(["study", "metric"])["p_value"].transform(lambda x: holm(x.to_numpy()))
+    return out
+
+
+def two_level_rows(d: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Two-level bootstrap of the mean over trials (rows of ``d``) of each trial's mean over images:
+    resample trials, then images within each; vectorised (one resampling-count matrix for images)."""
+    T, n = d.shape
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)  # (n_boot, images)
+    ok = ~np.isnan(d)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_trial = (counts @ np.where(ok, d, 0.0).T) / (counts @ ok.T)  # (n_boot, T)
+    picks = rng.integers(0, T, size=(n_boot, T))
+    means = _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
+    a = (1 - level) / 2
+    return float(np.nanquantile(means, a)), float(np.nanquantile(means, 1 - a))
 
 
 def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 1000) -> pd.DataFrame:
@@ -105,25 +173,28 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
 
         raise StudyError(f"unknown factor '{unknown[0]}'.{did_you_mean(unknown[0], list(FACTORS))} "
                          f"Known: {', '.join(FACTORS)}")
-    df = image_gains(con, studies, metric)
-    if df.empty:
+    pairs = load_pairs(con, studies, metric, chance=True)
+    keys = _with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
+    if keys.empty:
         raise StudyError(f"no completed trials with a baseline for metric '{metric}' in {', '.join(studies)}")
-    df = _with_bins(df.rename(columns={"method": "attention_method"}))
-    chance = df[df["attention_method"].isin(CHANCE)]
-    df = df[~df["attention_method"].isin(CHANCE)]
+    is_chance = keys["attention_method"].isin(CHANCE).to_numpy()
+    trial_means = _nanmean(pairs.value, 1)
+    chance = {(r.study, r.trial_id, r.attention_method): trial_means[i]
+              for i, r in enumerate(keys.itertuples()) if is_chance[i]}
+    d, v, b = pairs.gain, pairs.value, pairs.baseline
     rows = []
-    for level, g in df.groupby(by, sort=True, dropna=False):
+    for level, g in keys[~is_chance].groupby(by, sort=True, dropna=False):
+        idx = g.index.to_numpy()
         level = level if isinstance(level, tuple) else (level,)
-        per_trial = [gg["gain"].to_numpy(float) for _, gg in g.groupby(["study", "trial_id"])]
-        lo, hi = two_level_bootstrap_ci(per_trial, n_boot=n_boot)
-        p, test = paired_test(metric, g["value"].to_numpy(float), g["baseline_value"].to_numpy(float))
-        trials = set(zip(g["study"], g["trial_id"]))
-        ch = chance[[k in trials for k in zip(chance["study"], chance["trial_id"])]]
-        rows.append({**dict(zip(by, level)), "trials": len(per_trial), "images": len(g),
-                     "score": float(np.nanmean(g["value"])), "baseline": float(np.nanmean(g["baseline_value"])),
-                     "gain": float(np.nanmean([np.nanmean(x) for x in per_trial])), "ci_low": lo, "ci_high": hi,
+        lo, hi = two_level_rows(d[idx], n_boot)
+        p, test = paired_test(metric, v[idx].ravel(), b[idx].ravel())
+        trials = list(zip(g["study"], g["trial_id"]))
+        rows.append({**dict(zip(by, level)), "trials": len(set(trials)), "images": int((~np.isnan(d[idx])).sum()),
+                     "score": float(_nanmean(v[idx])), "baseline": float(_nanmean(b[idx])),
+                     "gain": float(_nanmean(_nanmean(d[idx], 1))), "ci_low": lo, "ci_high": hi,
                      "p_value": p, "test": test,
-                     **{f"chance_{c}": float(np.nanmean(ch[ch["attention_method"] == c]["value"])) for c in CHANCE}})
+                     **{f"chance_{c}": float(_nanmean(np.array([chance.get((s, t, c), np.nan) for s, t in trials])))
+                        for c in CHANCE}})
     out = pd.DataFrame(rows)
     out.insert(out.columns.get_loc("test") + 1, "p_holm", holm(out["p_value"].to_numpy()))
     return out

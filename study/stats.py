@@ -7,6 +7,8 @@ variation.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -107,15 +109,31 @@ def bootstrap_ci_columns(d: np.ndarray, n_boot: int = 1000, level: float = 0.95,
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)  # (n_boot, n)
     ok = ~np.isnan(d)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (counts @ np.where(ok, d, 0.0)) / (counts @ ok)  # (n_boot, columns)
     a = (1 - level) / 2
-    return np.nanquantile(means, a, axis=0), np.nanquantile(means, 1 - a, axis=0)
+    if ok.all():  # the common case: one matrix product, plain quantiles
+        means = counts @ d / n  # (n_boot, columns)
+        return np.quantile(means, a, axis=0), np.quantile(means, 1 - a, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (counts @ np.where(ok, d, 0.0)) / (counts @ ok)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no pair at all stays NaN
+        return np.nanquantile(means, a, axis=0), np.nanquantile(means, 1 - a, axis=0)
 
 
 def wilcoxon_p_columns(d: np.ndarray) -> np.ndarray:
-    """``wilcoxon_p`` of each column (NaNs dropped per column)."""
-    return np.array([wilcoxon_p(d[:, j]) for j in range(d.shape[1])])
+    """``wilcoxon_p`` of each column (NaNs dropped per column): columns without NaN in one
+    vectorised call, the others one by one."""
+    d = np.asarray(d, float)
+    p = np.empty(d.shape[1])
+    full = ~np.isnan(d).any(axis=0)
+    nonzero = (d != 0).any(axis=0)
+    fast = full & nonzero
+    if fast.any():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p[fast] = stats.wilcoxon(d[:, fast], axis=0, zero_method="wilcox").pvalue
+    for j in np.flatnonzero(~fast):
+        p[j] = wilcoxon_p(d[:, j])
+    return p
 
 
 def mcnemar_p_columns(trial_hits: np.ndarray, baseline_hits: np.ndarray, valid: np.ndarray) -> np.ndarray:

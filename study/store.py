@@ -235,8 +235,10 @@ def connect(path: str, read_only: bool = False):
                              "wait for it to finish or use --db OTHER.duckdb") from None
         raise StoreError(f"cannot open database '{path}': {str(err).splitlines()[0]}") from None
     if read_only:
+        con.execute("SET enable_progress_bar = false")
         _check_version(con, path)
         return con
+    con.execute("SET enable_progress_bar = false")
     con.execute(SCHEMA)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version is None:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import scores
 
-from study.gains import ablation, image_gains
+from study.gains import ablation, load_pairs
 from study.stats import PairingError
 
 def cli(args, cwd):
@@ -57,12 +57,16 @@ def test_a_missing_baseline_image_is_an_error(demo_db):
 
     con = duckdb.connect(str(demo_db))
     con.execute("DELETE FROM localization WHERE trial_id = 'baseline-b0' AND image_id = 'img03'")
-    with pytest.raises(PairingError, match="image img03 has no baseline score"):
-        image_gains(con, ["demo"])
+    with pytest.raises(PairingError, match=r"trial demo/0000 \(raw_cls/pointing_game\): trial and baseline hold "
+                                           r"different images \(only in trial \['img03'\], only in baseline \[\]"):
+        load_pairs(con, ["demo"])
     con.execute("DELETE FROM localization WHERE image_id = 'img03'")
     con.execute("DELETE FROM localization WHERE trial_id = '0001' AND image_id = 'img04'")
-    with pytest.raises(PairingError, match="no trial score on the same image"):
-        image_gains(con, ["demo"])
+    with pytest.raises(PairingError, match=r"demo/0001 .*only in trial \[\], only in baseline \['img04'\]"):
+        load_pairs(con, ["demo"])
+    con.execute("DELETE FROM localization WHERE trial_id = 'baseline-b0'")
+    with pytest.raises(PairingError, match="has no completed baseline with its scores"):
+        load_pairs(con, ["demo"])
     con.close()
 
 
