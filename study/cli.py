@@ -179,7 +179,9 @@ def _emit(df, fmt: str) -> None:
     else:
         from rich.table import Table
 
-        table = Table(*[str(c) for c in df.columns])
+        table = Table()
+        for c in df.columns:
+            table.add_column(str(c), overflow="fold")
         for row in df.itertuples(index=False):
             table.add_row(*[("-" if v is None or (isinstance(v, float) and v != v) else
                              f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row])

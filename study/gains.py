@@ -13,7 +13,7 @@ import pandas as pd
 
 from study.errors import StudyError
 from study.stats import (BINARY_METRICS, PairingError, bootstrap_ci_columns, holm, mcnemar_p_columns,
-                         paired_test, wilcoxon_p_columns)
+                         paired_test, wilcoxon_p, wilcoxon_p_columns)
 
 CHANCE = ("uniform", "centre")
 BINS = {
@@ -164,9 +164,10 @@ def two_level_rows(d: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.9
 
 
 def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 1000) -> pd.DataFrame:
-    """Mean gain per factor level with a two-level bootstrap interval (trials, then images), a paired
-    test on the pooled image pairs, Holm-corrected within the table, and the chance levels of the
-    uniform and centre maps on the same images beside each row."""
+    """Mean gain per factor level with a two-level bootstrap interval (trials, then images), a
+    signed-rank test of the trials' mean gains (a single trial: its images, Wilcoxon or McNemar),
+    Holm-corrected within the table, and the chance levels of the uniform and centre maps on the
+    same images beside each row."""
     unknown = [f for f in by if f not in FACTORS]
     if unknown:
         from mmpkd_core.registry import did_you_mean
@@ -187,7 +188,10 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
         idx = g.index.to_numpy()
         level = level if isinstance(level, tuple) else (level,)
         lo, hi = two_level_rows(d[idx], n_boot)
-        p, test = paired_test(metric, v[idx].ravel(), b[idx].ravel())
+        if len(idx) == 1:  # one comparison: its images are the independent unit
+            p, test = paired_test(metric, v[idx[0]], b[idx[0]])
+        else:  # images of one trial are not independent of each other: test the trials' mean gains
+            p, test = wilcoxon_p(_nanmean(d[idx], 1)), "wilcoxon over trials"
         trials = list(zip(g["study"], g["trial_id"]))
         rows.append({**dict(zip(by, level)), "trials": len(set(trials)), "images": int((~np.isnan(d[idx])).sum()),
                      "score": float(_nanmean(v[idx])), "baseline": float(_nanmean(b[idx])),
