@@ -48,9 +48,10 @@ def build_report(db_path: str, names: list[str], out_path: str) -> str:
         front = set(data.pareto_front([(r["test_auroc"], r["localization"]) for r in pareto if not r["is_baseline"]]))
         figures = [
             ("Objective per trial", render.objective_figure(trials, metric)),
-            ("Gain over the matched baseline", render.gains_figure(data.gains(con, names), metric)),
+            ("Gain over the matched baseline", render.gains_figure(data.gains(con, names, metric), metric)),
             *_heatmaps(con, names, metric),
-            ("Localization against each searched dimension", render.dimension_figure(data.metric_by_dimension(con, names))),
+            ("Localization against each searched dimension",
+             render.dimension_figure(data.metric_by_dimension(con, names, metric))),
             ("Classification against localization", render.pareto_figure(pareto, metric, front)),
             ("Training curves", render.curves_figure(data.curves(con, names))),
             ("All dimensions", render.parallel_figure(trials, metric)),

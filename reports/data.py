@@ -41,15 +41,16 @@ def trials(con, names: list[str]) -> list[dict]:
     return rows
 
 
-def metric_by_dimension(con, names: list[str]) -> list[dict]:
-    """Per completed trial x searched dimension x method x metric: the dimension's value and the
-    trial's mean localization score on the test images."""
+def metric_by_dimension(con, names: list[str], metric: str) -> list[dict]:
+    """Per completed trial x searched dimension x method: the dimension's value and the trial's mean
+    ``metric`` on the test images."""
     out = []
     rows = _rows(con, """
         SELECT t.study, t.domain, t.number, t.params_json, e.method, e.metric, e.mean
         FROM trials t JOIN evaluation e ON e.study = t.study AND e.trial_id = t.trial_id
-        WHERE list_contains(?, t.study) AND t.status = 'completed' AND e.split = 'test'
-        ORDER BY t.study, t.number, e.method, e.metric""", [names])
+        WHERE list_contains(?, t.study) AND t.status = 'completed' AND NOT t.is_baseline AND e.split = 'test'
+          AND e.metric = ?
+        ORDER BY t.study, t.number, t.trial_id, e.method""", [names, metric])
     for r in rows:
         for dim, value in json.loads(r["params_json"]).items():
             out.append({"study": r["study"], "domain": r["domain"], "number": r["number"], "dimension": dim,
@@ -65,14 +66,15 @@ def curves(con, names: list[str]) -> list[dict]:
         WHERE list_contains(?, e.study) AND NOT t.is_baseline ORDER BY e.study, t.number, e.epoch""", [names])
 
 
-def gains(con, names: list[str]) -> list[dict]:
-    """Per completed trial x method x metric: gain over the matched baseline with its interval
-    (the ``gains`` table written at the end of each study), and the trial's sampled params."""
+def gains(con, names: list[str], metric: str | None = None) -> list[dict]:
+    """Per completed trial x method (x metric, or only ``metric``): gain over the matched baseline
+    with its interval (the ``gains`` table written at the end of each study), and the sampled params."""
     rows = _rows(con, """
         SELECT g.study, g.domain, g.trial_id, g.number, g.seed, g.method, g.metric, g.gain, g.ci_low, g.ci_high,
                g.p_holm, g.score, g.baseline, t.params_json
         FROM gains g JOIN trials t ON t.study = g.study AND t.trial_id = g.trial_id
-        WHERE list_contains(?, g.study) ORDER BY g.study, g.number, g.seed, g.method, g.metric""", [names])
+        WHERE list_contains(?, g.study) AND (? IS NULL OR g.metric = ?)
+        ORDER BY g.study, g.number, g.seed, g.method, g.metric""", [names, metric, metric])
     for r in rows:
         r["params"] = json.loads(r.pop("params_json"))
     return rows

@@ -80,7 +80,11 @@ def load_pairs(con, studies: list[str], metric: str | None = None, chance: bool 
         params["metric"] = metric
     if not chance:
         where += " AND l.method NOT IN ('uniform', 'centre')"
-    table = con.sql(PAIRS_SQL.format(where=where), params=params).to_arrow_table()
+    cur = con.cursor()  # its own result stream, whatever the connection has pending
+    try:
+        table = cur.sql(PAIRS_SQL.format(where=where), params=params).to_arrow_table()
+    finally:
+        cur.close()
     paired = table.column("paired").to_numpy(zero_copy_only=False)
     if not paired.all():
         _raise_unpaired(table, int(np.flatnonzero(~paired)[0]), int((~paired).sum()))
