@@ -33,8 +33,10 @@ def localization_scores(
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
         msk = masks[start : start + batch_size]
-        with torch.no_grad():
-            target = model.eval()(x).argmax(dim=-1)  # one forward for every class-specific method
+        target = None
+        if any(attention.METHODS.get(m).class_specific for m in methods):
+            with torch.no_grad():
+                target = model.eval()(x).argmax(dim=-1)  # one forward for every class-specific method
         for m in methods:
             maps = localization.upsample(attention.extract(m, model, x, target=target, **(params or {}).get(m, {})), size)
             for k in metrics:

@@ -50,12 +50,28 @@ def get_lr(step: int, total: int, warmup: int, base: float) -> float:
 
 
 def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Tensors) -> dict:
+    """Validation AUROC and objective. The objective's own forward pass over the images with an ROI
+    also yields their logits (caught at the head), so only the images without one need another."""
     va = data.index("val")
-    out = {"val_auroc": auroc(data.true_labels[va], predict_scores(model, t.x[va]))}
-    roi = va[data.masks[va].any(axis=(1, 2))]
-    s = localization_scores(model, t.x[roi], data.masks[roi], [cfg.attention_method], [cfg.objective_metric])
-    out["val_objective"] = float(np.nanmean(s[(cfg.attention_method, cfg.objective_metric)])) if len(roi) else float("nan")
-    return out
+    has_roi = data.masks[va].any(axis=(1, 2))
+    roi = va[has_roi]
+    caught: list[torch.Tensor] = []
+    hook = model.head.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
+    try:
+        s = localization_scores(model, t.x[roi], data.masks[roi], [cfg.attention_method], [cfg.objective_metric])
+    finally:
+        hook.remove()
+    scores = np.empty(len(va), dtype=np.float32)
+    if len(caught) and sum(len(c) for c in caught) == len(roi):  # exactly one forward over the ROI images
+        logits = torch.cat(caught)
+        scores[has_roi] = (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
+    else:
+        scores[has_roi] = predict_scores(model, t.x[roi])
+    if (~has_roi).any():
+        scores[~has_roi] = predict_scores(model, t.x[va[~has_roi]])
+    obj = s[(cfg.attention_method, cfg.objective_metric)]
+    return {"val_auroc": auroc(data.true_labels[va], scores),
+            "val_objective": float(np.nanmean(obj)) if len(roi) else float("nan")}
 
 
 def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tuple[nn.Module, dict]]:
