@@ -18,7 +18,7 @@ echo "wall: $(( $(date +%s) - start )) s"
 $BIN/python - "$DB" <<'PY'
 import sys, duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
-for tid, epochs, sec, n in con.execute("""SELECT trial_id, epochs_done, trial_seconds,
+for tid, epochs, sec, gpu, n in con.execute("""SELECT trial_id, epochs_done, trial_seconds, gpu_mb,
         json_extract(config_json, '$.data.n_train')::INT FROM trials WHERE trial_seconds IS NOT NULL ORDER BY trial_id""").fetchall():
-    print(f"trial {tid}: {n * epochs / sec:.0f} train images/s over {epochs} epochs ({sec:.1f} s incl. evaluation)")
+    print(f"trial {tid}: {n * epochs / sec:.0f} train images/s over {epochs} epochs ({sec:.1f} s incl. evaluation), peak GPU memory {gpu or 0:.0f} MiB")
 PY

@@ -37,6 +37,7 @@ class TrialResult:
     teacher_metrics: dict = field(default_factory=dict)
     method_params: dict = field(default_factory=dict)  # per method, the parameters chosen on validation images
     seconds: float = 0.0
+    gpu_mb: float | None = None  # peak GPU memory of the trial's process, where it ran on a GPU
 
     def payload(self) -> dict:
         """Plain, JSON-able form for reporting from a worker to the driver."""
@@ -46,7 +47,7 @@ class TrialResult:
             "image_ids": list(self.image_ids), "teacher_metrics": self.teacher_metrics, "epochs": self.epochs,
             "method_params": self.method_params,
             "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
-            "trial_seconds": self.seconds,
+            "trial_seconds": self.seconds, "gpu_mb": self.gpu_mb,
         }
 
 
@@ -86,6 +87,8 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     data = load_domain(cfg.domain, cfg.data, cfg.cache_dir)
     cfgs = [dataclasses.replace(cfg, seed=int(s)) for s in seeds]
     teachers = [None if c.is_baseline else teacher_outputs(c.teacher, c.domain, c.data, c.seed, c.cache_dir) for c in cfgs]
@@ -105,8 +108,10 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
                 report(mean)
             continue
         results = [evaluate(c, m, data, t, h, tch) for c, m, t, h, tch in zip(cfgs, models, tensors, histories, teachers)]
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         for r in results:
             r.seconds = (time.perf_counter() - t_start) / len(results)
+            r.gpu_mb = peak
         if report is not None:
             report({**mean, "results": [r.payload() for r in results]})
         return results

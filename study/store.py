@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS trials (
     attention_method VARCHAR, lr DOUBLE, weight_decay DOUBLE, epochs INTEGER, seed INTEGER,
     params_json JSON, config_json JSON, config_hash VARCHAR, baseline_key VARCHAR,
     val_objective DOUBLE, test_objective DOUBLE, val_auroc DOUBLE, test_auroc DOUBLE,
-    teacher_json JSON, method_params_json JSON, epochs_done INTEGER, trial_seconds DOUBLE, error VARCHAR,
+    teacher_json JSON, method_params_json JSON, epochs_done INTEGER, trial_seconds DOUBLE, gpu_mb DOUBLE, error VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP,
     PRIMARY KEY (study, trial_id));
 CREATE TABLE IF NOT EXISTS epochs (
@@ -178,13 +178,14 @@ class Store:
         with self.transaction():
             self.con.execute(
                 "UPDATE trials SET status = ?, val_objective = ?, test_objective = ?, val_auroc = ?, test_auroc = ?,"
-                " teacher_json = ?, method_params_json = ?, epochs_done = ?, trial_seconds = ?, error = ?, finished_at = ?"
+                " teacher_json = ?, method_params_json = ?, epochs_done = ?, trial_seconds = ?, gpu_mb = ?, error = ?,"
+                " finished_at = ?"
                 " WHERE study = ? AND trial_id = ?",
                 [status, _num(r.get("val_objective", epochs[-1]["val_objective"] if epochs else None)),
                  _num(r.get("test_objective")), _num(r.get("val_auroc", epochs[-1]["val_auroc"] if epochs else None)),
                  _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})),
                  json.dumps(r.get("method_params", {})), len(epochs),
-                 _num(r.get("trial_seconds")), error, now(), study, trial_id])
+                 _num(r.get("trial_seconds")), _num(r.get("gpu_mb")), error, now(), study, trial_id])
             if epochs:
                 ep = pd.DataFrame([{c: row.get(c) for c in EPOCH_COLUMNS} for row in epochs])
                 ep.insert(0, "trial_id", trial_id)
