@@ -8,6 +8,7 @@ from pathlib import Path
 import plotly.io as pio
 
 from reports import data, render
+from reports.importance import importance_rows
 from study.errors import StudyError
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px}
@@ -50,6 +51,7 @@ def build_report(db_path: str, names: list[str], out_path: str) -> str:
             ("Objective per trial", render.objective_figure(trials, metric)),
             ("Gain over the matched baseline", render.gains_figure(data.gains(con, names, metric), metric)),
             *_heatmaps(con, names, metric),
+            ("Importance per domain", render.importance_figure(importance_rows(con, names, metric), metric)),
             ("Localization against each searched dimension",
              render.dimension_figure(data.metric_by_dimension(con, names, metric))),
             ("Classification against localization", render.pareto_figure(pareto, metric, front)),

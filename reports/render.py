@@ -170,3 +170,24 @@ def parallel_figure(rows: list[dict], metric: str) -> go.Figure:
     fig.update_layout(title="All searched dimensions of the completed trials, coloured by the objective",
                       height=420, template="plotly_white")
     return fig
+
+
+def importance_figure(rows: list[dict], metric: str) -> go.Figure:
+    domains = sorted({r["domain"] for r in rows})
+    fig = make_subplots(rows=1, cols=max(1, len(domains)), subplot_titles=domains or ["no data"], shared_yaxes=True)
+    methods = sorted({r["method"] for r in rows})
+    for j, domain in enumerate(domains):
+        for k, method in enumerate(methods):
+            pts = [r for r in rows if r["domain"] == domain and r["method"] == method]
+            if not pts:
+                continue
+            fig.add_bar(x=[r["dimension"] for r in pts], y=[r["importance"] for r in pts], name=method,
+                        legendgroup=method, showlegend=(j == 0), marker_color=PALETTE[k % len(PALETTE)],
+                        error_y=dict(type="data", symmetric=False,
+                                     array=[(r["high"] or r["importance"]) - r["importance"] for r in pts],
+                                     arrayminus=[r["importance"] - (r["low"] or r["importance"]) for r in pts]),
+                        row=1, col=j + 1)
+    n = max((r["trials"] for r in rows), default=0)
+    fig.update_layout(title=f"Importance of each dimension for the gain in {metric} (95% bootstrap over trials; "
+                            f"up to {n} trials per domain)", barmode="group", height=420, template="plotly_white")
+    return fig

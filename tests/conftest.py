@@ -51,7 +51,9 @@ def demo_db(tmp_path):
     from study.store import Store
 
     store = Store(tmp_path / "s.duckdb")
-    store.create_study("demo", "synthetic_ddsm", json.dumps({"objective": {"metric": "pointing_game"}}), "h")
+    spec = {"objective": {"metric": "pointing_game"},
+            "search_space": {"teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]}}}
+    store.create_study("demo", "synthetic_ddsm", json.dumps(spec), "h")
     base = scores(rng, {})
     store.trial_started("demo", "baseline-b0", None, config("none", 0.0), {}, "b0", None)
     store.trial_finished("demo", "baseline-b0", "completed", [], result(0, base))

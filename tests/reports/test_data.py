@@ -54,3 +54,13 @@ def test_pareto_includes_the_baseline_of_the_study(con):
 def test_curves_per_trial_epoch(con):
     rows = data.curves(con, ["demo"])
     assert len(rows) == 8 and rows[0]["epoch"] == 1 and rows[1]["loss"] == 0.5
+
+
+def test_importance_of_the_only_dimension_is_all_of_it(con):
+    from reports.importance import importance_rows
+
+    rows = importance_rows(con, ["demo"], "relevance_mass", n_boot=5)
+    assert {r["method"] for r in rows} == {"fANOVA", "PED-ANOVA", "LightGBM TreeSHAP"}
+    for r in rows:
+        assert r["dimension"] == "teacher" and r["trials"] == 4
+        assert r["importance"] == pytest.approx(1.0)
