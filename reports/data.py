@@ -101,3 +101,28 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
         if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for x2, y2 in points):
             front.append(i)
     return front
+
+
+def trend(x, y, log: bool = False, points: int = 40, n_boot: int = 100, seed: int = 0) -> dict | None:
+    """A Gaussian-kernel (Nadaraya-Watson) smooth of y against x with a 95% bootstrap band over the
+    points; bandwidth a fifth of the x range (on a log scale for log dimensions). None below 4 points."""
+    import numpy as np
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if log else True)
+    x, y = x[ok], y[ok]
+    if len(x) < 4 or np.ptp(x) == 0:
+        return None
+    u = np.log(x) if log else x
+    grid = np.linspace(u.min(), u.max(), points)
+    h = np.ptp(u) / 5
+
+    def smooth(uu, yy):
+        w = np.exp(-0.5 * ((grid[:, None] - uu[None, :]) / h) ** 2)
+        return (w @ yy) / w.sum(axis=1)
+
+    rng = np.random.default_rng(seed)
+    boots = np.array([smooth(u[i], y[i]) for i in (rng.integers(0, len(u), len(u)) for _ in range(n_boot))])
+    xs = np.exp(grid) if log else grid
+    return {"x": xs.tolist(), "y": smooth(u, y).tolist(), "low": np.quantile(boots, 0.025, axis=0).tolist(),
+            "high": np.quantile(boots, 0.975, axis=0).tolist()}

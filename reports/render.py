@@ -8,6 +8,9 @@ from collections import defaultdict
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from reports.data import trend
+
+LOG_DIMS = ("lr", "temperature", "weight_decay")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
 
 
@@ -111,9 +114,20 @@ def gains_figure(rows: list[dict], metric: str) -> go.Figure:
                     showlegend=(i == 0 and j == 0), row=i + 1, col=j + 1,
                     hovertext=[f"trial {r['trial_id']} seed {r['seed']}: {r['score']:.3f} vs baseline "
                                f"{r['baseline']:.3f} (Holm p {r['p_holm']:.3g})" for r in pts])
+                numeric = all(isinstance(r["params"][dim], (int, float)) and not isinstance(r["params"][dim], bool)
+                              for r in pts)
+                t = trend([r["params"][dim] for r in pts], [r["gain"] for r in pts], log=dim in LOG_DIMS) if numeric else None
+                if t:
+                    color = PALETTE[k % len(PALETTE)]
+                    fig.add_scatter(x=t["x"] + t["x"][::-1], y=t["high"] + t["low"][::-1], fill="toself", mode="lines",
+                                    line=dict(width=0), fillcolor=color, opacity=0.15, hoverinfo="skip",
+                                    showlegend=False, legendgroup=method, row=i + 1, col=j + 1)
+                    fig.add_scatter(x=t["x"], y=t["y"], mode="lines", line=dict(color=color, width=2),
+                                    showlegend=False, legendgroup=method, hoverinfo="skip", row=i + 1, col=j + 1)
             fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=i + 1, col=j + 1)
-            fig.update_xaxes(type="log" if dim in ("lr", "temperature", "weight_decay") else "-", row=i + 1, col=j + 1)
-    fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline (95% paired bootstrap intervals)",
+            fig.update_xaxes(type="log" if dim in LOG_DIMS else "-", row=i + 1, col=j + 1)
+    fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline (95% paired bootstrap "
+                            "intervals; lines: kernel-smoothed trend with a 95% bootstrap band)",
                       height=320 * max(1, len(domains)) + 120, template="plotly_white")
     return fig
 

@@ -64,3 +64,14 @@ def test_importance_of_the_only_dimension_is_all_of_it(con):
     for r in rows:
         assert r["dimension"] == "teacher" and r["trials"] == 4
         assert r["importance"] == pytest.approx(1.0)
+
+
+def test_trend_recovers_a_line_and_brackets_it():
+    import numpy as np
+
+    x = np.linspace(1, 8, 60)
+    t = data.trend(x, 0.1 * x, log=False)
+    mid = len(t["x"]) // 2
+    assert t["y"][mid] == pytest.approx(0.1 * t["x"][mid], abs=0.02)
+    assert all(lo <= y <= hi for lo, y, hi in zip(t["low"], t["y"], t["high"]))
+    assert data.trend([1, 2, 3], [0, 0, 0]) is None  # too few points
