@@ -27,6 +27,13 @@ def overview(con, names: list[str]) -> list[dict]:
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""", [names])
     for r in rows:
         r["spec"] = json.loads(r.pop("spec_json"))
+        mode = "DESC" if r["spec"].get("objective", {}).get("mode", "max") == "max" else "ASC"
+        best = con.execute(f"""
+            SELECT any_value(params_json), avg(val_objective) AS v, avg(test_objective), avg(test_auroc), count(*)
+            FROM trials WHERE study = ? AND status = 'completed' AND NOT is_baseline GROUP BY number
+            ORDER BY v {mode} NULLS LAST LIMIT 1""", [r["name"]]).fetchone()
+        r["best"] = None if best is None else dict(zip(["params", "val_objective", "test_objective", "test_auroc",
+                                                        "seeds"], best), params=json.loads(best[0]))
     return rows
 
 

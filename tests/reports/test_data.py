@@ -75,3 +75,8 @@ def test_trend_recovers_a_line_and_brackets_it():
     assert t["y"][mid] == pytest.approx(0.1 * t["x"][mid], abs=0.02)
     assert all(lo <= y <= hi for lo, y, hi in zip(t["low"], t["y"], t["high"]))
     assert data.trend([1, 2, 3], [0, 0, 0]) is None  # too few points
+
+
+def test_overview_names_the_best_recipe(con):
+    (row,) = data.overview(con, ["demo"])
+    assert row["best"]["params"] == {"teacher": "mlp"} and row["best"]["seeds"] == 1
