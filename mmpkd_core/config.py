@@ -21,6 +21,7 @@ class StudentConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: int = 1
+    precision: str = "fp32"  # "bf16": autocast on a GPU (the CPU trains in fp32)
 
 
 @dataclass(frozen=True)
@@ -73,5 +74,5 @@ class TrialConfig:
 
 
 TOP_DIMENSIONS = ("teacher", "temperature", "alpha", "beta", "attention_method", "seed")
-STUDENT_DIMENSIONS = tuple(f.name for f in dataclasses.fields(StudentConfig) if f.name != "model")
+STUDENT_DIMENSIONS = tuple(f.name for f in dataclasses.fields(StudentConfig) if f.name not in ("model", "precision"))
 SEARCHABLE = TOP_DIMENSIONS + STUDENT_DIMENSIONS

@@ -92,6 +92,7 @@ def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tup
     steps_per_epoch = math.ceil(len(tr) / s.batch_size)
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    bf16 = s.precision == "bf16" and device.type == "cuda"
     step = 0
     for epoch in range(1, s.epochs + 1):
         t0 = time.perf_counter()
@@ -100,7 +101,9 @@ def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tup
         for b in tr[torch.randperm(len(tr), generator=g).to(device)].split(s.batch_size):
             for group in opt.param_groups:
                 group["lr"] = get_lr(step, total, warmup, s.lr)
-            logits, pre = forward_with_features(model, t.x[b])  # (B, 2), (B, D)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits, pre = forward_with_features(model, t.x[b])  # (B, 2), (B, D)
+            logits, pre = logits.float(), pre.float()
             parts = kd_loss(
                 logits, t.y[b],
                 teacher_logits=t.t_logits[b] if t.t_logits is not None else None,

@@ -39,6 +39,18 @@ def base_config(spec: StudySpec, cache_dir: str):
     )
 
 
+def device_line(spec: StudySpec) -> str:
+    """Where the trials will train, as the driver sees it (on a cluster, each worker picks its own)."""
+    import torch
+
+    threads = max(1, int(spec.executor.resources.cpu))
+    if torch.cuda.is_available() and spec.executor.resources.gpu > 0:
+        return (f"{torch.cuda.get_device_name(0)} ({spec.executor.resources.gpu:g} GPU per trial, "
+                f"{spec.student.precision})")
+    note = " (bf16 applies on a GPU only)" if spec.student.precision == "bf16" else ""
+    return f"CPU, {threads} thread(s) per trial{note}"
+
+
 def prepare(spec: StudySpec, cache_dir: str, say) -> None:
     """Generate the data and fit every teacher the study can sample, once, before any trial."""
     from mmpkd_core.data import load_domain
@@ -161,6 +173,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     replays the stored results to continue its own sequence."""
     cache_dir = str(Path(cache_dir).resolve())
     t0 = time.perf_counter()
+    say(f"device: {device_line(spec)}")
     prepare(spec, cache_dir, say)
     base = base_config(spec, cache_dir)
     finished: dict = {}

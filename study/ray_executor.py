@@ -85,8 +85,9 @@ def ray_session(spec: StudySpec, address: str | None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = not ray.is_initialized()
     if started_here:
-        local = {} if address else {"_node_ip_address": "127.0.0.1"}  # a local instance stays on loopback
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local,
+        # without --address, always a new local instance on loopback (never a cluster found lying around)
+        local = {} if address else {"_node_ip_address": "127.0.0.1"}
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local,
                  num_cpus=None if address else max(os.cpu_count() or 1, int(spec.executor.resources.cpu)),
                  runtime_env={"env_vars": {k: os.environ[k] for k in QUIET_ENV}})
     try:
@@ -94,6 +95,10 @@ def ray_session(spec: StudySpec, address: str | None):
     finally:
         if started_here:
             ray.shutdown()
+
+
+def storage(spec: StudySpec, cache_dir: str) -> str:
+    return str(Path(spec.executor.storage).resolve()) if spec.executor.storage else str(Path(cache_dir) / "ray_results")
 
 
 def _resources(spec: StudySpec) -> dict:
@@ -117,7 +122,7 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
                                         num_samples=ex.trials - len(finished or {}),
                                         max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
                                         reuse_actors=True),
-            run_config=tune.RunConfig(name=spec.name, storage_path=str(Path(cache_dir) / "ray_results"),
+            run_config=tune.RunConfig(name=spec.name, storage_path=storage(spec, cache_dir),
                                       verbose=0, callbacks=[_callback(rec, baselines=False)],
                                       stop=_failure_stopper(rec, ex.max_failures)),
         )
@@ -241,7 +246,7 @@ def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, addre
             tune.with_resources(ray_baseline, _resources(spec)),
             param_space={"cfg": tune.grid_search([c.to_dict() for c in configs])},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.executor.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name=f"{spec.name}-baselines", storage_path=str(Path(cache_dir) / "ray_results"),
+            run_config=tune.RunConfig(name=f"{spec.name}-baselines", storage_path=storage(spec, cache_dir),
                                       verbose=0, callbacks=[_callback(rec, baselines=True)]),
         )
         tuner.fit()

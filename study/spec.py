@@ -44,6 +44,7 @@ class StudentSpec(Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     warmup_epochs: int = Field(1, ge=0)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast applies on a GPU; the CPU trains in fp32
 
 
 class RecipeSpec(Strict):
@@ -114,6 +115,7 @@ class ExecutorSpec(Strict):
     # the sequence of recipes is then the same whatever max_concurrent is (max_concurrent <= this)
     sample_batch: int = Field(4, ge=1)
     max_failures: int | None = Field(None, ge=0)  # stop the study once more trials than this have failed
+    storage: str | None = None  # Ray's trial artifacts; on a cluster, a path every node can reach
     seed: int = 0
     resources: ResourcesSpec = ResourcesSpec()
 

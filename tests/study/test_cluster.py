@@ -1,0 +1,42 @@
+"""`study run --address` joins an existing Ray cluster (a real head started with `ray start` on
+loopback); the database stays with the driver."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from test_end_to_end import TINY
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_study_through_an_existing_cluster(tmp_path, cache_dir):
+    port = free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", MMPKD_CACHE=cache_dir)
+    head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                           "--include-dashboard=false", "--disable-usage-stats"], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        (tmp_path / "tiny.yaml").write_text(TINY.format(name="on-cluster", domain="synthetic_ddsm",
+                                                        teachers="lightgbm, mlp", kind="ray"))
+        out = subprocess.run([sys.executable, "-m", "study.cli", "run", "tiny.yaml", "--db", "t.duckdb", "--no-report",
+                              "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+        assert con.execute("SELECT count(*) FROM trials WHERE status = 'completed' AND NOT is_baseline").fetchone() == (2,)
+        con.close()
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
