@@ -32,8 +32,22 @@ def _heatmaps(con, names: list[str], metric: str) -> list:
     return out
 
 
-def build_report(db_path: str, names: list[str], out_path: str) -> str:
-    """Write one self-contained HTML file (plotly.js embedded) for the named studies."""
+def chromium_path() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | None = None) -> str:
+    """Write one self-contained HTML file (plotly.js embedded) for the named studies; with
+    ``png_dir``, also one PNG per figure through kaleido (which drives a local Chromium)."""
+    if png_dir is not None and chromium_path() is None:
+        raise StudyError("--png needs Chromium for kaleido to draw with, and none was found; install it "
+                         "(Debian: apt-get install -y chromium) or drop --png")
     from study.store import connect
 
     con = connect(db_path, read_only=True)
@@ -67,6 +81,8 @@ def build_report(db_path: str, names: list[str], out_path: str) -> str:
         parts.append(f"<h2>{title}</h2>")
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"fig{i}"))
     parts.append("</body></html>")
+    if png_dir is not None:
+        _write_pngs(figures, Path(png_dir))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".html.tmp")
@@ -77,3 +93,17 @@ def build_report(db_path: str, names: list[str], out_path: str) -> str:
 
 
 __all__ = ["build_report"]
+
+
+def _write_pngs(figures, folder: Path) -> list[str]:
+    import re
+
+    os.environ.setdefault("BROWSER_PATH", chromium_path() or "")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (title, fig) in enumerate(figures):
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        path = folder / f"{i:02d}-{slug}.png"
+        fig.write_image(str(path), width=1400, height=fig.layout.height or 500)
+        written.append(str(path))
+    return written

@@ -100,11 +100,11 @@ def resume(
     _run_specs([spec], db, False, report, address, cache_dir)
 
 
-def _write_report(db: Path, names: list[str], out: Optional[Path]) -> Path:
+def _write_report(db: Path, names: list[str], out: Optional[Path], png: Optional[Path] = None) -> Path:
     from reports import build_report
 
     out = out or Path("reports") / f"{'+'.join(names)}.html"
-    build_report(str(db), names, str(out))
+    build_report(str(db), names, str(out), png_dir=str(png) if png else None)
     return out
 
 
@@ -113,10 +113,13 @@ def report(
     names: list[str] = typer.Argument(..., metavar="NAME...", help="Stored study name(s)"),
     db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="HTML file (default reports/<study>.html)"),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write one PNG per figure into this folder"),
 ) -> None:
     """Write the self-contained HTML report of one or more studies (opens offline)."""
-    path = _write_report(db, names, out)
+    path = _write_report(db, names, out, png)
     _say(f"report: {path.resolve()}")
+    if png:
+        _say(f"PNGs:   {png.resolve()}")
 
 
 @app.command()

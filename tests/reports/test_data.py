@@ -80,3 +80,13 @@ def test_trend_recovers_a_line_and_brackets_it():
 def test_overview_names_the_best_recipe(con):
     (row,) = data.overview(con, ["demo"])
     assert row["best"]["params"] == {"teacher": "mlp"} and row["best"]["seeds"] == 1
+
+
+def test_png_without_chromium_says_how_to_get_it(demo_db, tmp_path, monkeypatch):
+    import reports
+    from study.errors import StudyError
+
+    monkeypatch.setattr(reports, "chromium_path", lambda: None)
+    with pytest.raises(StudyError, match=r"--png needs Chromium .* apt-get install -y chromium"):
+        reports.build_report(str(demo_db), ["demo"], str(tmp_path / "r.html"), png_dir=str(tmp_path / "png"))
+    assert not (tmp_path / "r.html").exists()

@@ -47,3 +47,11 @@ def test_every_figure_renders_offline(demo_db, tmp_path):
         block = dom[start:end]
         assert 'class="main-svg"' in block, f"{fig} did not render"
         assert re.search(r'class="(point|scatterlayer|heatmaplayer|trace|parcoords)', block), f"{fig} has no plot elements"
+
+
+def test_png_export_writes_one_image_per_figure(demo_db, tmp_path):
+    out = tmp_path / "r.html"
+    build_report(str(demo_db), ["demo"], str(out), png_dir=str(tmp_path / "png"))
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert len(pngs) == out.read_text().count('class="plotly-graph-div')
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
