@@ -23,11 +23,12 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def localization_scores(
     model, images: torch.Tensor, masks: np.ndarray, methods, metrics, batch_size: int = 128,
-    params: dict[str, dict] | None = None,
+    params: dict[str, dict] | None = None, keep_maps: dict[str, list] | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
     """Every method x every metric, one score per image. Maps are upsampled by
     ``localization.upsample`` (bilinear) to the mask's resolution; class-specific methods
-    explain the class the student predicts."""
+    explain the class the student predicts. ``keep_maps``: {method: []} to receive the token-grid
+    maps of those methods, batch by batch."""
     size = masks.shape[-2:]
     out: dict[tuple[str, str], list[np.ndarray]] = {(m, k): [] for m in methods for k in metrics}
     for start in range(0, len(images), batch_size):
@@ -38,7 +39,10 @@ def localization_scores(
             with torch.no_grad():
                 target = model.eval()(x).argmax(dim=-1)  # one forward for every class-specific method
         for m in methods:
-            maps = localization.upsample(attention.extract(m, model, x, target=target, **(params or {}).get(m, {})), size)
+            grid = attention.extract(m, model, x, target=target, **(params or {}).get(m, {}))  # (B, h, w)
+            if keep_maps is not None and m in keep_maps:
+                keep_maps[m].append(grid.cpu().numpy())
+            maps = localization.upsample(grid, size)
             for k in metrics:
                 out[(m, k)].append(localization.score(k, maps, msk))
     return {key: np.concatenate(v) if v else np.zeros(0) for key, v in out.items()}

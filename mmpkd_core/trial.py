@@ -15,6 +15,7 @@ import torch
 
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data import load_domain
+from mmpkd_core.data.base import domain_folder
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores, tune_methods
 from mmpkd_core.teachers import teacher_outputs
 from mmpkd_core.trainer import to_tensors, train_epochs
@@ -36,6 +37,8 @@ class TrialResult:
     scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (method, metric) -> (n_images,)
     teacher_metrics: dict = field(default_factory=dict)
     method_params: dict = field(default_factory=dict)  # per method, the parameters chosen on validation images
+    maps: dict = field(default_factory=dict)  # method -> (n_images, h, w) token-grid maps kept for the gallery
+    data_path: str = ""  # the prepared data (images, masks) the scores refer to
     seconds: float = 0.0
     gpu_mb: float | None = None  # peak GPU memory of the trial's process, where it ran on a GPU
 
@@ -45,7 +48,9 @@ class TrialResult:
             "seed": self.config.seed, "config_hash": self.config_hash, "test_auroc": self.test_auroc,
             "val_auroc": self.val_auroc, "val_objective": self.val_objective, "test_objective": self.test_objective,
             "image_ids": list(self.image_ids), "teacher_metrics": self.teacher_metrics, "epochs": self.epochs,
-            "method_params": self.method_params,
+            "method_params": self.method_params, "data_path": self.data_path,
+            "maps": {m: np.round(a.reshape(len(a), -1), 4).tolist() for m, a in self.maps.items()},
+            "grid": list(next(iter(self.maps.values())).shape[1:]) if self.maps else None,
             "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
             "trial_seconds": self.seconds, "gpu_mb": self.gpu_mb,
         }
@@ -124,7 +129,11 @@ def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> 
     val_roi = va[data.masks[va].any(axis=(1, 2))]
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
     chosen = tune_methods(model, t.x[val_roi], data.masks[val_roi], methods, cfg.objective_metric)
-    scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics, params=chosen)
+    # the gallery keeps the maps of the sampled method (a baseline: of every method, for any trial to pair with)
+    kept = {m: [] for m in (cfg.eval_methods if cfg.teacher == "none" else (cfg.attention_method,))
+            if m not in CHANCE_REFERENCES}
+    scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics, params=chosen,
+                                 keep_maps=kept)
     obj = scores.get((cfg.attention_method, cfg.objective_metric))
     last = history[-1]
     return TrialResult(
@@ -134,4 +143,6 @@ def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> 
         test_objective=float(np.nanmean(obj)) if obj is not None and len(obj) else float("nan"),
         image_ids=[str(i) for i in data.image_ids[roi]], scores=scores,
         teacher_metrics=teacher.metrics if teacher is not None else {}, method_params=chosen,
+        maps={m: np.concatenate(v) for m, v in kept.items() if v},
+        data_path=str(domain_folder(cfg.domain, cfg.data, cfg.cache_dir).resolve()),
     )

@@ -72,6 +72,9 @@ def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | N
             ("Training curves", render.curves_figure(data.curves(con, names))),
             ("All dimensions", render.parallel_figure(trials, metric)),
         ]
+        shots = data.gallery(con, names, metric)
+        figures += [(f"Attention gallery: {d}", render.gallery_figure(shots, metric, d))
+                    for d in sorted({r["domain"] for r in shots if r["image"] is not None})]
     finally:
         con.close()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{' + '.join(names)}</title>"
@@ -104,6 +107,6 @@ def _write_pngs(figures, folder: Path) -> list[str]:
     for i, (title, fig) in enumerate(figures):
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
         path = folder / f"{i:02d}-{slug}.png"
-        fig.write_image(str(path), width=1400, height=fig.layout.height or 500)
+        fig.write_image(str(path), width=fig.layout.width or 1400, height=fig.layout.height or 500)
         written.append(str(path))
     return written

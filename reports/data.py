@@ -133,3 +133,58 @@ def trend(x, y, log: bool = False, points: int = 40, n_boot: int = 100, seed: in
     xs = np.exp(grid) if log else grid
     return {"x": xs.tolist(), "y": smooth(u, y).tolist(), "low": np.quantile(boots, 0.025, axis=0).tolist(),
             "high": np.quantile(boots, 0.975, axis=0).tolist()}
+
+
+def gallery(con, names: list[str], metric: str, k: int = 3) -> list[dict]:
+    """Per domain, the best completed trial (by test objective): its k most improved and k most worsened
+    test images in ``metric`` under its sampled method, each with the image, its ROI mask, the
+    baseline's map and the distilled student's map. Images are read from the prepared-data cache the
+    scores refer to (numpy only); where that cache is gone, ``image`` is None."""
+    import numpy as np
+
+    best = _rows(con, """
+        SELECT DISTINCT ON (domain) t.study, t.domain, t.trial_id, t.attention_method AS method, t.data_path,
+               t.test_objective, b.study AS base_study, b.trial_id AS base_trial
+        FROM trials t JOIN (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
+                            WHERE is_baseline AND status = 'completed' GROUP BY config_hash) b
+             ON b.config_hash = t.baseline_key
+        WHERE list_contains(?, t.study) AND t.status = 'completed' AND NOT t.is_baseline
+        ORDER BY domain, t.test_objective DESC NULLS LAST, t.trial_id""", [names])
+    out = []
+    for tr in best:
+        pairs = _rows(con, """
+            SELECT l.image_id, l.value, bl.value AS baseline_value, l.value - bl.value AS gain
+            FROM localization l JOIN localization bl ON bl.study = ? AND bl.trial_id = ? AND bl.method = l.method
+                 AND bl.metric = l.metric AND bl.image_id = l.image_id
+            WHERE l.study = ? AND l.trial_id = ? AND l.method = ? AND l.metric = ? AND l.value IS NOT NULL
+            ORDER BY gain DESC, l.image_id""",
+                      [tr["base_study"], tr["base_trial"], tr["study"], tr["trial_id"], tr["method"], metric])
+        picks = pairs[:k] + [p for p in pairs[-k:] if p not in pairs[:k]]
+        maps = {(r["trial_id"], r["image_id"]): np.array(r["map"]).reshape(r["h"], r["w"]) for r in _rows(con, """
+            SELECT trial_id, image_id, h, w, map FROM maps WHERE method = ? AND list_contains(?, image_id)
+              AND ((study = ? AND trial_id = ?) OR (study = ? AND trial_id = ?))""",
+            [tr["method"], [p["image_id"] for p in picks], tr["study"], tr["trial_id"], tr["base_study"], tr["base_trial"]])}
+        images = _load_images(tr["data_path"], [p["image_id"] for p in picks])
+        for p in picks:
+            img, mask = images.get(p["image_id"], (None, None))
+            out.append({"domain": tr["domain"], "study": tr["study"], "trial_id": tr["trial_id"], "method": tr["method"],
+                        "image_id": p["image_id"], "value": p["value"], "baseline_value": p["baseline_value"],
+                        "gain": p["gain"], "image": img, "mask": mask,
+                        "baseline_map": maps.get((tr["base_trial"], p["image_id"])),
+                        "trial_map": maps.get((tr["trial_id"], p["image_id"]))})
+    return out
+
+
+def _load_images(data_path: str | None, ids: list[str]) -> dict:
+    import os
+
+    import numpy as np
+
+    path = os.path.join(data_path or "", "arrays.npz")
+    if not data_path or not os.path.exists(path):
+        return {}
+    with np.load(path) as z:
+        index = {str(i): n for n, i in enumerate(z["image_ids"])}
+        rows = [index[i] for i in ids if i in index]
+        images, masks = z["images"][rows, 0], z["masks"][rows]
+    return {i: (images[n], masks[n]) for n, i in enumerate(i for i in ids if i in index)}

@@ -211,3 +211,35 @@ def importance_figure(rows: list[dict], metric: str) -> go.Figure:
     fig.update_layout(title=f"Importance of each dimension for the gain in {metric} (95% bootstrap over trials; "
                             f"up to {n} trials per domain)", barmode="group", height=420, template="plotly_white")
     return fig
+
+
+def gallery_figure(rows: list[dict], metric: str, domain: str) -> go.Figure:
+    """Image with its ROI outline | baseline map | distilled map, for the most improved and most
+    worsened test images of the domain's best trial."""
+    rows = [r for r in rows if r["domain"] == domain]
+    titles = []
+    for r in rows:
+        titles += [f"{r['image_id']} (gain {r['gain']:+.2f})", f"baseline: {r['baseline_value']:.2f}",
+                   f"{r['trial_id']} {r['method']}: {r['value']:.2f}"]
+    fig = make_subplots(rows=max(1, len(rows)), cols=3, subplot_titles=titles or ["no completed trial"],
+                        horizontal_spacing=0.02, vertical_spacing=0.04)
+    for i, r in enumerate(rows):
+        if r["image"] is None:
+            continue
+        H, W = r["image"].shape
+        for c, m in enumerate([None, r["baseline_map"], r["trial_map"]]):
+            fig.add_heatmap(z=r["image"], colorscale="gray", showscale=False, hoverinfo="skip", row=i + 1, col=c + 1)
+            if m is not None:
+                h, w = m.shape
+                fig.add_heatmap(z=m, x0=(W / w - 1) / 2, dx=W / w, y0=(H / h - 1) / 2, dy=H / h, colorscale="Inferno",
+                                opacity=0.55, showscale=False, row=i + 1, col=c + 1)
+            fig.add_contour(z=r["mask"].astype(float), contours=dict(start=0.5, end=0.5, coloring="lines"),
+                            colorscale=[[0, "#00e5ff"], [1, "#00e5ff"]], line=dict(width=2), showscale=False,
+                            hoverinfo="skip",
+                            row=i + 1, col=c + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(title=f"{domain}: most improved and most worsened test images in {metric} "
+                            "(cyan: ROI; overlay: attention map)", height=260 * max(1, len(rows)) + 80,
+                      width=900, template="plotly_white", showlegend=False)
+    return fig

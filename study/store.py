@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS trials (
     attention_method VARCHAR, lr DOUBLE, weight_decay DOUBLE, epochs INTEGER, seed INTEGER,
     params_json JSON, config_json JSON, config_hash VARCHAR, baseline_key VARCHAR,
     val_objective DOUBLE, test_objective DOUBLE, val_auroc DOUBLE, test_auroc DOUBLE,
-    teacher_json JSON, method_params_json JSON, epochs_done INTEGER, trial_seconds DOUBLE, gpu_mb DOUBLE, error VARCHAR,
+    teacher_json JSON, method_params_json JSON, data_path VARCHAR, epochs_done INTEGER, trial_seconds DOUBLE, gpu_mb DOUBLE, error VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP,
     PRIMARY KEY (study, trial_id));
 CREATE TABLE IF NOT EXISTS epochs (
@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS localization (
 CREATE TABLE IF NOT EXISTS evaluation (
     study VARCHAR, trial_id VARCHAR, split VARCHAR, method VARCHAR, metric VARCHAR,
     mean DOUBLE, n INTEGER, n_nan INTEGER);
+CREATE TABLE IF NOT EXISTS maps (
+    study VARCHAR, trial_id VARCHAR, method VARCHAR, image_id VARCHAR, h INTEGER, w INTEGER, map FLOAT[]);
 CREATE TABLE IF NOT EXISTS gains (
     study VARCHAR, domain VARCHAR, trial_id VARCHAR, number INTEGER, seed INTEGER, teacher VARCHAR,
     temperature DOUBLE, alpha DOUBLE, beta DOUBLE, sampled_method VARCHAR, method VARCHAR, metric VARCHAR,
@@ -107,7 +109,7 @@ class Store:
 
     def delete_study(self, name: str) -> None:
         with self.transaction():
-            for table in ("gains", "localization", "evaluation", "epochs", "trials"):
+            for table in ("maps", "gains", "localization", "evaluation", "epochs", "trials"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
             self.con.execute("DELETE FROM studies WHERE name = ?", [name])
 
@@ -139,7 +141,7 @@ class Store:
         with self.transaction():
             doomed = "(SELECT trial_id FROM trials WHERE study = ? AND (status = 'running' OR number IN ({})))".format(
                 ",".join(str(n) for n in killed) or "NULL")
-            for table in ("gains", "localization", "evaluation", "epochs"):
+            for table in ("maps", "gains", "localization", "evaluation", "epochs"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study])
             self.con.execute(f"DELETE FROM trials WHERE study = ? AND trial_id IN {doomed}", [study, study])
         return finished, killed
@@ -178,13 +180,13 @@ class Store:
         with self.transaction():
             self.con.execute(
                 "UPDATE trials SET status = ?, val_objective = ?, test_objective = ?, val_auroc = ?, test_auroc = ?,"
-                " teacher_json = ?, method_params_json = ?, epochs_done = ?, trial_seconds = ?, gpu_mb = ?, error = ?,"
+                " teacher_json = ?, method_params_json = ?, data_path = ?, epochs_done = ?, trial_seconds = ?, gpu_mb = ?, error = ?,"
                 " finished_at = ?"
                 " WHERE study = ? AND trial_id = ?",
                 [status, _num(r.get("val_objective", epochs[-1]["val_objective"] if epochs else None)),
                  _num(r.get("test_objective")), _num(r.get("val_auroc", epochs[-1]["val_auroc"] if epochs else None)),
                  _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})),
-                 json.dumps(r.get("method_params", {})), len(epochs),
+                 json.dumps(r.get("method_params", {})), r.get("data_path"), len(epochs),
                  _num(r.get("trial_seconds")), _num(r.get("gpu_mb")), error, now(), study, trial_id])
             if epochs:
                 ep = pd.DataFrame([{c: row.get(c) for c in EPOCH_COLUMNS} for row in epochs])
@@ -197,6 +199,12 @@ class Store:
                 agg = (loc.groupby(["study", "trial_id", "split", "method", "metric"], sort=True)["value"]
                        .agg(mean="mean", n="size", n_nan=lambda v: int(v.isna().sum())).reset_index())
                 self.con.execute("INSERT INTO evaluation SELECT * FROM agg")
+                if result.get("maps"):
+                    h, w = result["grid"]
+                    map_rows = pd.DataFrame([{"study": study, "trial_id": trial_id, "method": m, "image_id": i, "h": h,
+                                          "w": w, "map": v} for m, rows in result["maps"].items()
+                                         for i, v in zip(result["image_ids"], rows)])
+                    self.con.execute("INSERT INTO maps SELECT * FROM map_rows")
 
 
 def localization_frame(study: str, trial_id: str, result: dict) -> pd.DataFrame:

@@ -101,10 +101,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated in this process
 
 
+def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
+    """Where the domain's prepared arrays live (``arrays.npz``: images, labels, masks, split, image ids)."""
+    return cache_root(cache_dir) / "data" / f"{domain}-{cfg.key(domain)}"
+
+
 def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
     """The domain's data from the shared cache, generating it once if absent."""
     spec = DOMAINS.get(domain)
-    folder = cache_root(cache_dir) / "data" / f"{domain}-{cfg.key(domain)}"
+    folder = domain_folder(domain, cfg, cache_dir)
     arrays = folder / "arrays.npz"
     if not arrays.exists():
         data = spec.generate(cfg)

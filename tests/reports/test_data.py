@@ -90,3 +90,12 @@ def test_png_without_chromium_says_how_to_get_it(demo_db, tmp_path, monkeypatch)
     with pytest.raises(StudyError, match=r"--png needs Chromium .* apt-get install -y chromium"):
         reports.build_report(str(demo_db), ["demo"], str(tmp_path / "r.html"), png_dir=str(tmp_path / "png"))
     assert not (tmp_path / "r.html").exists()
+
+
+def test_gallery_picks_the_most_improved_and_worsened_images_of_the_best_trial(con):
+    rows = data.gallery(con, ["demo"], "relevance_mass", k=2)
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 1
+    gains = [r["gain"] for r in rows]
+    assert gains == sorted(gains, reverse=True)
+    assert all(r["gain"] == pytest.approx(r["value"] - r["baseline_value"]) for r in rows)
+    assert all(r["image"] is None for r in rows)  # this database has no prepared-data cache to read from

@@ -74,7 +74,16 @@ def test_ray_study_end_to_end_through_the_cli(tmp_path, cache_dir):
     assert "Traceback" not in out.stdout + out.stderr
     check_database(tmp_path / "t.duckdb", "tiny-ray", 2, test_rois=40)  # every ddsm image has a mass
     html = (tmp_path / "reports" / "tiny-ray.html").read_text()
-    assert "plotly" in html and "tiny-ray" in html
+    assert "plotly" in html and "tiny-ray" in html and "Attention gallery: synthetic_ddsm" in html
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    # the gallery's maps: each trial's sampled method, every method of the baseline, one per test image
+    assert con.execute("SELECT count(*) FROM maps m JOIN trials t USING (study, trial_id) WHERE NOT t.is_baseline"
+                       " AND m.method = t.attention_method").fetchone()[0] == 2 * 40
+    from mmpkd_core.attention import CHANCE, available
+
+    real = [m for m in available() if m not in CHANCE]
+    assert con.execute("SELECT count(DISTINCT method) FROM maps WHERE trial_id LIKE 'baseline-%'").fetchone()[0] == len(real)
+    con.close()
     status = run_cli(["status", "--db", "t.duckdb"], tmp_path, cache_dir)
     assert status.returncode == 0 and "tiny-ray" in status.stdout
     again = run_cli(["run", "tiny.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
