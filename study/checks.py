@@ -78,8 +78,8 @@ def check_spec(spec: StudySpec) -> None:
 
     def fits(name: str, where: str) -> None:
         _known(TEACHERS, name, where)
-        if TEACHERS.get(name).modality != modality:
-            fitting = [t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality]
+        if TEACHERS.get(name).modality not in ("any", modality):
+            fitting = [t for t in TEACHERS.names() if TEACHERS.get(t).modality in ("any", modality)]
             raise SpecError(where, f"teacher '{name}' reads {TEACHERS.get(name).modality} but domain "
                                    f"'{spec.domain}' has {modality}; use one of: {', '.join(fitting)}")
 

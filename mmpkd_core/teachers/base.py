@@ -8,7 +8,7 @@ load those outputs; no teacher ever runs inside a student's training loop.
 Cross-fitting: a teacher that predicts the very training images it was fitted on returns their
 (possibly wrong) labels back, memorised; its soft targets would then carry nothing the labels
 lack. So the *logits* of training images are out-of-fold: the training split is cut into
-``CROSSFIT_FOLDS`` folds and each fold is predicted by a teacher fitted without it. The logits
+``Teacher.folds`` folds (5 unless a teacher says otherwise) and each fold is predicted by a teacher fitted without it. The logits
 of validation and test images and all embeddings come from the teacher fitted on the whole
 training split (embeddings of different fits live in different spaces and cannot be mixed).
 """
@@ -36,7 +36,8 @@ class Teacher(ABC):
     and returns outputs for every image, in the domain's order. Neither may mutate ``data``.
     """
 
-    modality: ClassVar[str]  # "text" | "tabular"
+    modality: ClassVar[str]  # "text" | "tabular" | "any" (a control that reads no privileged modality)
+    folds: ClassVar[int] = 5  # cross-fitting folds for the training images' logits; 0: none
 
     def __init__(self, seed: int):
         self.seed = seed
@@ -59,7 +60,6 @@ class TeacherOutputs:
     metrics: dict  # val/test AUROC against the truth, fit seconds
 
 
-CROSSFIT_FOLDS = 5
 FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
 
 
@@ -68,7 +68,7 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.nd
     tr = data.index("train")
     order = np.random.default_rng(seed).permutation(len(tr))
     out = np.zeros((len(tr), 2), dtype=np.float32)
-    for fold in np.array_split(order, CROSSFIT_FOLDS):
+    for fold in np.array_split(order, cls.folds):
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
         teacher = cls(seed)
@@ -78,7 +78,8 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.nd
 
 
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int) -> str:
-    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed, "crossfit": CROSSFIT_FOLDS})
+    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed,
+                       "crossfit": TEACHERS.get(name).folds})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -90,13 +91,14 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         import time
 
         data = load_domain(domain, data_cfg, cache_dir)
-        if cls.modality != data.modality:
+        if cls.modality not in ("any", data.modality):
             raise ValueError(f"teacher '{name}' reads {cls.modality}; domain '{domain}' has {data.modality}")
         t0 = time.perf_counter()
         teacher = cls(seed)
         teacher.fit(data)
         logits, emb = teacher.predict(data)
-        logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
+        if cls.folds:
+            logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)

@@ -57,10 +57,10 @@ BAD = [
      "search_space.temperature.low: log: true needs low > 0 (got 0.0)"),
     ("choices: [lightgbm, mlp]", "choices: [lightgbm, bert_scratch]",
      "search_space.teacher.choices[1]: teacher 'bert_scratch' reads text but domain 'synthetic_ddsm' has tabular; "
-     "use one of: lightgbm, mlp"),
+     "use one of: image_self, label_smoothing, lightgbm, mlp"),
     ("choices: [lightgbm, mlp]", "choices: [lightgmb, mlp]",
      "search_space.teacher.choices[0]: unknown teacher 'lightgmb' (did you mean 'lightgbm'?); "
-     "known: bert_scratch, lightgbm, mlp"),
+     "known: bert_scratch, image_self, label_smoothing, lightgbm, mlp"),
     ("choices: [lightgbm, mlp]", "choices: []", "search_space.teacher.choices: is empty; list at least one choice"),
     ("when: {teacher: mlp}", "when: {teachr: mlp}",
      "search_space.beta.when.teachr: 'teachr' is not a searched dimension (did you mean 'teacher'?)"),
