@@ -117,6 +117,15 @@ def check_spec(spec: StudySpec) -> None:
                 if bad:
                     raise SpecError(where, f"{bad[0]!r} is not among the choices of '{dep}': {dims[dep].choices}")
     dependency_order(dims)
+    if spec.executor.sampler == "grid":
+        size = 1
+        for name, dist in dims.items():
+            if not isinstance(dist, CategoricalDist) or dist.when:
+                raise SpecError(f"search_space.{name}", "a grid sampler needs categorical dimensions without 'when:'")
+            size *= len(dist.choices)
+        if spec.executor.trials != size:
+            raise SpecError("executor.trials", f"a grid over {', '.join(dims) or 'nothing'} has {size} points; "
+                                               f"set trials: {size}")
     if spec.seeds is not None and (not spec.seeds or len(set(spec.seeds)) != len(spec.seeds)):
         raise SpecError("seeds", "must list distinct seeds, at least one (e.g. seeds: [0, 1, 2])")
     if spec.seeds and "seed" in dims:

@@ -116,6 +116,13 @@ def report(
     png: Optional[Path] = typer.Option(None, "--png", help="Also write one PNG per figure into this folder"),
 ) -> None:
     """Write the self-contained HTML report of one or more studies (opens offline)."""
+    from study.store import connect
+
+    con = connect(str(db), read_only=True)
+    try:
+        names = _resolve(con, names)
+    finally:
+        con.close()
     path = _write_report(db, names, out, png)
     _say(f"report: {path.resolve()}")
     if png:
@@ -246,6 +253,44 @@ def query(
     finally:
         con.close()
     _emit(df, fmt)
+
+
+@app.command("validate-engine")
+def validate_engine(
+    db: Path = typer.Option(Path("validation.duckdb"), "--db", help="Database for the validation studies"),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 2 seeds (minutes, for a smoke check)"),
+    null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null with this many other data seeds "
+                                                                 "and report the share of intervals excluding zero"),
+    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
+    fmt: str = FORMAT,
+) -> None:
+    """Run the planted and the null validation studies and give a verdict on each."""
+    import pandas as pd
+
+    from study.store import connect
+    from study.validate import contrast, load, verdict
+
+    _check_format(fmt)
+    plan = [("planted", load("planted", quick)), ("null", load("null", quick))]
+    plan += [("repeat", load("null", quick, data_seed=r, name=f"{plan[1][1].name}-data{r}"))
+             for r in range(1, null_repeats + 1)]
+    _run_specs([s for _, s in plan], db, False, False, None, cache_dir)
+    con = connect(str(db), read_only=True)
+    try:
+        tables = []
+        for kind, spec in plan:
+            t = contrast(con, spec.name)
+            t["expectation"] = "null" if kind == "repeat" else kind
+            t["verdict"] = [verdict(e, lo, hi) for e, lo, hi in zip(t["expectation"], t["ci_low"], t["ci_high"])]
+            tables.append(t)
+    finally:
+        con.close()
+    table = pd.concat(tables, ignore_index=True)
+    _emit(table, fmt)
+    nulls = table[table["expectation"] == "null"]
+    if len(nulls):
+        share = float((nulls["verdict"] == "FALSE POSITIVE").mean())
+        _say(f"null intervals excluding zero: {share:.1%} of {len(nulls)} (nominal 5%)")
 
 
 def main() -> None:

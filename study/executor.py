@@ -354,6 +354,9 @@ def check_replay(number: int, sampled: dict, stored: dict) -> None:
 def sampler(spec: StudySpec):
     import optuna
 
+    if spec.executor.sampler == "grid":
+        space = {k: v.choices for k, v in spec.dims().items()}
+        return optuna.samplers.GridSampler(space, seed=spec.executor.seed)
     n = spec.executor.trials
     return optuna.samplers.TPESampler(seed=spec.executor.seed, n_startup_trials=min(10, max(2, n // 2)))
 

@@ -107,6 +107,7 @@ class ResourcesSpec(Strict):
 
 class ExecutorSpec(Strict):
     kind: Literal["ray", "local"] = "ray"
+    sampler: Literal["tpe", "grid"] = "tpe"  # grid: every combination of the categorical dimensions, once
     trials: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     scheduler: Literal["asha", "fifo"] = "asha"

@@ -67,6 +67,10 @@ CREATE OR REPLACE VIEW trial_summary AS
     FROM trials t;
 """
 
+# columns added to schema 1 after its first databases were written: added in place when opened for writing
+ADDED_COLUMNS = [("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
+                 ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE")]
+
 EPOCH_COLUMNS = ["epoch", "loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds"]
 
 
@@ -248,6 +252,9 @@ def connect(path: str, read_only: bool = False):
         _check_version(con, path)
         return con
     con.execute("SET enable_progress_bar = false")
+    con.execute(SCHEMA.split("CREATE OR REPLACE VIEW")[0])  # tables first: views may name added columns
+    for table, column, kind in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute(SCHEMA)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version is None:

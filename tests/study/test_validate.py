@@ -1,0 +1,39 @@
+"""The engine's known-answer check, fast version: tiny sizes, 2 seeds, the local executor."""
+import os
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from study.validate import contrast, load, verdict
+
+
+def test_verdicts():
+    assert verdict("planted", 0.01, 0.2) == "found" and verdict("planted", -0.01, 0.2) == "NOT FOUND"
+    assert verdict("null", -0.1, 0.1) == "no effect (as expected)" and verdict("null", 0.02, 0.1) == "FALSE POSITIVE"
+
+
+def test_validation_specs_load_and_differ_only_in_the_knob():
+    planted, null = load("planted").model_dump(), load("null").model_dump()
+    assert planted["data"].pop("label_noise") == 0.4 and null["data"].pop("label_noise") == 0.0
+    planted.pop("name"), null.pop("name")
+    assert planted == null
+
+
+@pytest.mark.slow
+def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_dir):
+    out = subprocess.run([sys.executable, "-m", "study.cli", "validate-engine", "--quick", "--db", "v.duckdb",
+                          "--format", "csv"], cwd=tmp_path, env=dict(os.environ, MMPKD_CACHE=cache_dir),
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
+    planted = contrast(con, "validation-planted-quick")
+    null = contrast(con, "validation-null-quick")
+    con.close()
+    # the report teacher knows the truth behind 40% wrong labels: its students localize better
+    assert (planted["privileged_minus_control"] > 0).mean() >= 0.75, planted
+    # paired: both teachers' students scored on the same 2 seeds x the same test images with a finding
+    assert (planted["seeds"] == 2).all() and (null["seeds"] == 2).all()
+    assert planted["images"].nunique() == 1 and null["images"].nunique() == 1
+    assert "null intervals excluding zero" in out.stdout
