@@ -81,3 +81,24 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     uninterrupted = con.execute("SELECT params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
     con.close()
     assert [json.loads(p) for (p,) in uninterrupted] == [json.loads(p) for _, _, p in after]
+
+
+def test_a_second_writer_during_a_running_study_is_refused_with_one_line(tmp_path, cache_dir):
+    slow = SPEC.format(kind="local").replace("n_train: 300", "n_train: 3000").replace("epochs: 3", "epochs: 30")
+    (tmp_path / "s.yaml").write_text(slow)  # trains for minutes: the second process comes while it writes
+    (tmp_path / "other.yaml").write_text(SPEC.format(kind="local").replace("name: killed", "name: other"))
+    proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and "data and teachers ready" not in proc.stdout.readline():
+            pass
+        second = subprocess.run([sys.executable, "-m", "study.cli", "run", "other.yaml", "--db", "s.duckdb"],
+                                cwd=tmp_path, env=dict(os.environ, MMPKD_CACHE=cache_dir), capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        rest = proc.communicate(timeout=60)[0]
+    assert second.returncode == 1, rest
+    assert second.stderr.strip() == ("error: database 's.duckdb' is in use by another writing process (a study still "
+                                     "running?); wait for it to finish or use --db OTHER.duckdb")
+    assert second.stdout == "" and not (tmp_path / "reports").exists()
