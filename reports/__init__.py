@@ -16,19 +16,21 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-
 h2{margin-top:32px}"""
 
 
-def _heatmaps(con, names: list[str], metric: str) -> list:
-    """Ablation heatmaps (teacher x attention method, per domain) when the studies have gains."""
+def _heatmaps(con, names: list[str], metric: str, pairs: list[tuple[str, str]]) -> list:
+    """Ablation heatmaps per domain, one per pair of factors, when the studies have gains."""
     from study.gains import ablation
     from study.stats import PairingError
 
     out = []
-    try:
-        table = ablation(con, names, ["domain", "teacher", "attention_method"], metric, n_boot=300)
-    except (PairingError, StudyError):
-        return out
-    for domain in sorted(table["domain"].unique()):
-        rows = table[table["domain"] == domain].to_dict("records")
-        out.append((f"Ablation: {domain}", render.heatmap_figure(rows, "teacher", "attention_method", metric)))
+    for rows_by, cols_by in pairs:
+        try:
+            table = ablation(con, names, ["domain", rows_by, cols_by], metric, n_boot=300)
+        except (PairingError, StudyError):
+            continue
+        for domain in sorted(table["domain"].unique()):
+            rows = table[table["domain"] == domain].to_dict("records")
+            out.append((f"Ablation: {domain}, {rows_by} x {cols_by}",
+                        render.heatmap_figure(rows, rows_by, cols_by, metric)))
     return out
 
 
@@ -42,14 +44,22 @@ def chromium_path() -> str | None:
     return None
 
 
-def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | None = None) -> str:
+def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | None = None,
+                 heatmaps: list[tuple[str, str]] | None = None) -> str:
     """Write one self-contained HTML file (plotly.js embedded) for the named studies; with
-    ``png_dir``, also one PNG per figure through kaleido (which drives a local Chromium)."""
+    ``png_dir``, also one PNG per figure through kaleido (which drives a local Chromium).
+    ``heatmaps``: pairs of factors for ablation heatmaps beyond teacher x attention method."""
     if png_dir is not None and chromium_path() is None:
         raise StudyError("--png needs Chromium for kaleido to draw with, and none was found; install it "
                          "(Debian: apt-get install -y chromium) or drop --png")
     from study.store import connect
 
+    from study.gains import FACTORS
+
+    for pair in heatmaps or []:
+        bad = [f for f in pair if f not in FACTORS]
+        if len(pair) != 2 or bad:
+            raise StudyError(f"a heatmap needs two factors among: {', '.join(FACTORS)} (got {', '.join(pair)})")
     con = connect(db_path, read_only=True)
     try:
         known = {r[0] for r in con.execute("SELECT name FROM studies").fetchall()}
@@ -64,7 +74,7 @@ def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | N
         figures = [
             ("Objective per trial", render.objective_figure(trials, metric)),
             ("Gain over the matched baseline", render.gains_figure(data.gains(con, names, metric), metric)),
-            *_heatmaps(con, names, metric),
+            *_heatmaps(con, names, metric, [("teacher", "attention_method"), *(heatmaps or [])]),
             ("Importance per domain", render.importance_figure(importance_rows(con, names, metric), metric)),
             ("Localization against each searched dimension",
              render.dimension_figure(data.metric_by_dimension(con, names, metric))),

@@ -100,11 +100,13 @@ def resume(
     _run_specs([spec], db, False, report, address, cache_dir)
 
 
-def _write_report(db: Path, names: list[str], out: Optional[Path], png: Optional[Path] = None) -> Path:
+def _write_report(db: Path, names: list[str], out: Optional[Path], png: Optional[Path] = None,
+                  heatmaps: Optional[list[str]] = None) -> Path:
     from reports import build_report
 
     out = out or Path("reports") / f"{'+'.join(names)}.html"
-    build_report(str(db), names, str(out), png_dir=str(png) if png else None)
+    pairs = [tuple(h.split(",")) for h in heatmaps or []]
+    build_report(str(db), names, str(out), png_dir=str(png) if png else None, heatmaps=pairs)
     return out
 
 
@@ -114,6 +116,8 @@ def report(
     db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="HTML file (default reports/<study>.html)"),
     png: Optional[Path] = typer.Option(None, "--png", help="Also write one PNG per figure into this folder"),
+    heatmap: Optional[list[str]] = typer.Option(None, "--heatmap", help="Another ablation heatmap: two factors, "
+                                                                        "e.g. temperature_bin,attention_method"),
 ) -> None:
     """Write the self-contained HTML report of one or more studies (opens offline)."""
     from study.store import connect
@@ -123,7 +127,7 @@ def report(
         names = _resolve(con, names)
     finally:
         con.close()
-    path = _write_report(db, names, out, png)
+    path = _write_report(db, names, out, png, heatmap)
     _say(f"report: {path.resolve()}")
     if png:
         _say(f"PNGs:   {png.resolve()}")

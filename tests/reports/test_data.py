@@ -99,3 +99,13 @@ def test_gallery_picks_the_most_improved_and_worsened_images_of_the_best_trial(c
     assert gains == sorted(gains, reverse=True)
     assert all(r["gain"] == pytest.approx(r["value"] - r["baseline_value"]) for r in rows)
     assert all(r["image"] is None for r in rows)  # this database has no prepared-data cache to read from
+
+
+def test_report_draws_the_heatmaps_the_user_names(demo_db, tmp_path):
+    from reports import build_report
+
+    out = tmp_path / "r.html"
+    build_report(str(demo_db), ["demo"], str(out), heatmaps=[("alpha_bin", "attention_method")])
+    html = out.read_text()
+    assert "Ablation: synthetic_ddsm, teacher x attention_method" in html
+    assert "Ablation: synthetic_ddsm, alpha_bin x attention_method" in html

@@ -163,3 +163,18 @@ def test_max_failures_stops_the_study_with_a_summary(tmp_path, cache_dir):
     con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
     assert con.execute("SELECT status FROM studies").fetchone() == ("stopped",)
     con.close()
+
+
+def test_a_second_study_on_the_same_domain_and_seed_runs_no_new_baseline(tmp_path, cache_dir):
+    spec = TINY.format(name="first", domain="synthetic_ddsm", teachers="lightgbm, mlp", kind="local")
+    (tmp_path / "a.yaml").write_text(spec)
+    (tmp_path / "b.yaml").write_text(spec.replace("name: first", "name: second").replace("trials: 2", "trials: 1"))
+    for f in ("a.yaml", "b.yaml"):
+        out = run_cli(["run", f, "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert "baselines: 1 reused from the database" in out.stdout
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    assert con.execute("SELECT study, count(*) FROM trials WHERE is_baseline GROUP BY study").fetchall() == [("first", 1)]
+    # the second study's gains are paired with the first study's baseline
+    assert con.execute("SELECT count(*) FROM gains WHERE study = 'second'").fetchone()[0] == 2 * 2
+    con.close()
