@@ -48,7 +48,7 @@ def main() -> None:
     base = statistics.median(times["forward"])
     print(f"# attention cost, batch {args.batch}, {args.image_size}x{args.image_size}, ViT patch 8 width 64 depth 3,"
           f" {args.threads} threads, {args.rounds} rounds, {platform.processor() or platform.machine()}")
-    print(f"| method | median ms | x forward |\n|---|---|---|")
+    print("| method | median ms | x forward |\n|---|---|---|")
     for k in sorted(times, key=lambda k: statistics.median(times[k])):
         med = statistics.median(times[k])
         print(f"| {k} | {med * 1e3:.2f} | {med / base:.2f} |")

@@ -19,16 +19,6 @@ class PairingError(ValueError):
     """The two sides of a paired comparison do not hold the same images."""
 
 
-def pair(trial: dict[str, float], baseline: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Align two {image_id: score} maps; a missing image on either side is an error, not a drop."""
-    if trial.keys() != baseline.keys():
-        only_t = sorted(set(trial) - set(baseline))[:3]
-        only_b = sorted(set(baseline) - set(trial))[:3]
-        raise PairingError(f"images differ between trial and baseline: only in trial {only_t}, only in baseline {only_b}")
-    ids = sorted(trial)
-    return np.array([trial[i] for i in ids], float), np.array([baseline[i] for i in ids], float)
-
-
 def bootstrap_ci(diffs: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of the mean paired difference, resampling images."""
     d = np.asarray(diffs, float)
@@ -37,25 +27,6 @@ def bootstrap_ci(diffs: np.ndarray, n_boot: int = 2000, level: float = 0.95, see
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-
-
-def two_level_bootstrap_ci(groups: list[np.ndarray], n_boot: int = 2000, level: float = 0.95,
-                           seed: int = 0) -> tuple[float, float]:
-    """Interval of the mean over groups (seeds or trials) of each group's mean paired difference:
-    resample groups with replacement, then images within each drawn group."""
-    groups = [np.asarray(g, float)[~np.isnan(np.asarray(g, float))] for g in groups]
-    groups = [g for g in groups if len(g)]
-    if not groups:
-        return float("nan"), float("nan")
-    if len(groups) == 1:
-        return bootstrap_ci(groups[0], n_boot, level, seed)
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    picks = rng.integers(0, len(groups), size=(n_boot, len(groups)))
-    for b in range(n_boot):
-        means[b] = np.mean([groups[j][rng.integers(0, len(groups[j]), len(groups[j]))].mean() for j in picks[b]])
     a = (1 - level) / 2
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from study.stats import (PairingError, bootstrap_ci, holm, mcnemar_exact_p, pair, paired_test,
-                         two_level_bootstrap_ci, wilcoxon_p)
+from study.gains import two_level_rows
+from study.stats import bootstrap_ci, holm, mcnemar_exact_p, paired_test, wilcoxon_p
 
 RNG = np.random.default_rng(7)
 D = RNG.normal(0.1, 0.3, 60)
@@ -17,11 +17,14 @@ def test_bootstrap_interval_matches_scipys_percentile_bootstrap():
 
 
 def test_two_level_interval_is_wider_when_groups_disagree():
-    same = [D[:20], D[20:40], D[40:]]
-    apart = [D[:20] - 0.5, D[20:40], D[40:] + 0.5]
-    w_same = np.diff(two_level_bootstrap_ci(same, n_boot=2000))[0]
-    w_apart = np.diff(two_level_bootstrap_ci(apart, n_boot=2000))[0]
+    same = np.stack([D[:20], D[20:40], D[40:]])  # (trials, images)
+    apart = np.stack([D[:20] - 0.5, D[20:40], D[40:] + 0.5])
+    w_same = np.diff(two_level_rows(same, n_boot=2000))[0]
+    w_apart = np.diff(two_level_rows(apart, n_boot=2000))[0]
     assert w_apart > 2 * w_same
+    one = two_level_rows(D[None, :], n_boot=4000, seed=1)  # a single trial: the image bootstrap
+    ref = sps.bootstrap((D,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
+    assert one[0] == pytest.approx(ref.low, abs=0.012) and one[1] == pytest.approx(ref.high, abs=0.012)
 
 
 def test_wilcoxon_matches_scipy_and_all_zero_is_one():
@@ -47,13 +50,6 @@ def test_holm_matches_the_textbook_example():
     p = [0.01, 0.04, 0.03, 0.005]
     np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, 0.02])
     assert np.isnan(holm([np.nan, 0.01])[0])
-
-
-def test_pairing_refuses_a_missing_image():
-    with pytest.raises(PairingError, match=r"only in trial \['c'\]"):
-        pair({"a": 1.0, "b": 0.0, "c": 1.0}, {"a": 0.0, "b": 0.0})
-    t, b = pair({"b": 1.0, "a": 0.5}, {"a": 0.0, "b": 0.25})
-    np.testing.assert_array_equal(t - b, [0.5, 0.75])
 
 
 def test_column_versions_agree_with_the_single_ones():
