@@ -51,12 +51,11 @@ def device_line(spec: StudySpec) -> str:
     return f"CPU, {threads} thread(s) per trial{note}"
 
 
-def prepare(spec: StudySpec, cache_dir: str, say) -> None:
+def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
     """Generate the data and fit every teacher the study can sample, once, before any trial."""
     from mmpkd_core.data import load_domain
     from mmpkd_core.teachers import teacher_outputs
 
-    base = base_config(spec, cache_dir)
     t0 = time.perf_counter()
     load_domain(spec.domain, base.data, cache_dir)
     dims = spec.dims()
@@ -174,8 +173,8 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     cache_dir = str(Path(cache_dir).resolve())
     t0 = time.perf_counter()
     say(f"device: {device_line(spec)}")
-    prepare(spec, cache_dir, say)
     base = base_config(spec, cache_dir)
+    prepare(spec, base, cache_dir, say)
     finished: dict = {}
     if resume:
         finished, killed = store.resume_state(spec.name)

@@ -105,7 +105,7 @@ class Store:
 
     # ------------------------------------------------------------------ studies
     def study_exists(self, name: str) -> bool:
-        return self.con.execute("SELECT count(*) FROM studies WHERE name = ?", [name]).fetchone()[0] > 0
+        return self.study_row(name) is not None
 
     def create_study(self, name: str, domain: str, spec_json: str, spec_hash: str) -> None:
         self.con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL)",

@@ -33,20 +33,24 @@ def test_every_method_shape_nonnegative_deterministic_and_leaves_nothing_behind(
     assert all(blk.attn.fused_attn == timm.layers.use_fused_attn() for blk in model.blocks)
 
 
-def test_raw_cls_is_the_last_layers_cls_row_averaged_over_heads():
-    model = tiny_vit()
-    x = torch.randn(2, 1, 32, 32)
+def attention_of(model, batch: int):
+    """A random batch and the attention weights each block computed on it."""
+    x = torch.randn(batch, 1, 32, 32)
     with captured_attention(model) as attns:
         model(x)
+    return x, attns
+
+
+def test_raw_cls_is_the_last_layers_cls_row_averaged_over_heads():
+    model = tiny_vit()
+    x, attns = attention_of(model, 2)
     expected = attns[-1].mean(1)[:, 0, 1:].reshape(2, 4, 4)
     torch.testing.assert_close(attention.extract("raw_cls", model, x), expected)
 
 
 def test_rollout_matches_the_product_written_out_by_hand():
     model = tiny_vit()
-    x = torch.randn(2, 1, 32, 32)
-    with captured_attention(model) as attns:
-        model(x)
+    x, attns = attention_of(model, 2)
     eye = torch.eye(17)
     a1 = 0.5 * attns[0].mean(1) + 0.5 * eye
     a2 = 0.5 * attns[1].mean(1) + 0.5 * eye
@@ -56,13 +60,11 @@ def test_rollout_matches_the_product_written_out_by_hand():
 
 
 def test_rollout_of_identity_attention_is_uniform_zero_to_patches():
-    """If every token attends only to itself, nothing flows from the patches to CLS."""
-    model = tiny_vit()
-    x = torch.randn(1, 1, 32, 32)
+    """One attention matrix per block is captured, and the identity term keeps part of CLS's mass on itself."""
     from mmpkd_core.attention import rollout as rollout_module
 
-    with captured_attention(model) as attns:
-        model(x)
+    model = tiny_vit()
+    x, attns = attention_of(model, 1)
     assert len(attns) == 2 and attns[0].shape == (1, 2, 17, 17)
     out = rollout_module.rollout(model, x)
     assert out.sum() < 1.0  # CLS keeps part of its own mass
