@@ -1,7 +1,8 @@
 """Known-answer validation: a planted effect the engine must find, and a null it must not.
 
-Both studies (search_spaces/validation/) distil the report teacher and the label-smoothing control
-into the same student under the same recipe and seeds. The contrast is privileged minus control,
+Both studies (search_spaces/validation/) distil the report teacher and its matched control (label
+smoothing as confident as the teacher, image by image: ``matched_bert_scratch``) into the same
+student under the same recipe and seeds. The contrast is privileged minus control,
 paired by seed and test image, with a two-level bootstrap interval (seeds, then images).
 Expectations: planted (40% wrong labels, the report knows the truth) -> the interval lies above
 zero; null (clean labels) -> the interval covers zero.
@@ -20,7 +21,7 @@ from study.spec import spec_from_dict
 from study.stats import PairingError
 
 SPECS = Path(__file__).resolve().parent.parent / "search_spaces" / "validation"
-PRIVILEGED, CONTROL = "bert_scratch", "label_smoothing"
+PRIVILEGED, CONTROL = "bert_scratch", "matched_bert_scratch"
 QUICK = {"data": {"n_train": 500, "n_val": 100, "n_test": 100}, "student": {"epochs": 10}, "seeds": [0, 1]}
 
 

@@ -78,8 +78,11 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.nd
 
 
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int) -> str:
+    cls = TEACHERS.get(name)
+    reference = getattr(cls, "reference", None)
     blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed,
-                       "crossfit": TEACHERS.get(name).folds})
+                       "crossfit": cls.folds,
+                       "reference": reference and teacher_key(reference, domain, data_cfg, seed)})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -94,11 +97,17 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         if cls.modality not in ("any", data.modality):
             raise ValueError(f"teacher '{name}' reads {cls.modality}; domain '{domain}' has {data.modality}")
         t0 = time.perf_counter()
-        teacher = cls(seed)
-        teacher.fit(data)
-        logits, emb = teacher.predict(data)
-        if cls.folds:
-            logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
+        if getattr(cls, "reference", None):  # a control matched to another teacher's confidence
+            from mmpkd_core.teachers.controls import matched_targets
+
+            ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir)
+            logits, emb = matched_targets(ref.logits, data.labels)
+        else:
+            teacher = cls(seed)
+            teacher.fit(data)
+            logits, emb = teacher.predict(data)
+            if cls.folds:
+                logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)

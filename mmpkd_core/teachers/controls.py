@@ -6,6 +6,11 @@ the gain of these controls:
 - ``label_smoothing``: soft targets built from the training labels alone (1 - eps on the given
   label, eps spread over the rest), at whatever temperature the recipe uses. Its "predictions" for
   validation and test images read their labels too, so its reported AUROC is 1 by construction.
+- ``matched_<teacher>`` (one for each privileged teacher): label smoothing whose sharpness is the
+  privileged teacher's, image by image. Each image's soft target puts the teacher's confidence (its
+  larger class probability) on the image's given label. For two classes a softmax depends only on
+  the logit difference, so the two targets have equal confidence at every temperature; they differ
+  only in which class the confidence goes to -- exactly what the privileged modality knows.
 - ``image_self``: a teacher that sees only the image (self-distillation): a ViT of the student's
   default shape trained on the training images and labels, its training-image logits cross-fitted
   like every teacher's. Its embedding is its pooled image feature.
@@ -32,6 +37,37 @@ class LabelSmoothingTeacher(Teacher):
         onehot = np.eye(2, dtype=np.float32)[data.labels]
         probs = (1 - self.eps) * onehot + self.eps / 2
         return np.log(probs), onehot
+
+
+class MatchedSmoothingTeacher(Teacher):
+    """Built from the reference teacher's cached outputs by ``teacher_outputs``; see ``matched_targets``."""
+
+    modality = "any"
+    folds = 0  # the reference's training-image logits are cross-fitted already
+    reference: str
+
+    def fit(self, data: DomainData) -> None:
+        pass
+
+    def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
+        raise TypeError("a matched control is built from its reference teacher's outputs: call teacher_outputs()")
+
+
+def matched_targets(reference_logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits putting each image's reference confidence on its given label, and a one-hot embedding."""
+    margin = np.abs(reference_logits[:, 1] - reference_logits[:, 0])  # log(c / (1 - c)), c the confidence
+    logits = np.zeros((len(labels), 2), dtype=np.float32)
+    logits[np.arange(len(labels)), labels] = margin
+    return logits, np.eye(2, dtype=np.float32)[labels]
+
+
+def register_matched(reference: str) -> None:
+    attrs = {"reference": reference, "modality": TEACHERS.get(reference).modality}  # fits where its reference fits
+    TEACHERS.register(f"matched_{reference}")(type(f"Matched_{reference}", (MatchedSmoothingTeacher,), attrs))
+
+
+for _name in [n for n in TEACHERS.names() if TEACHERS.get(n).modality != "any"]:
+    register_matched(_name)
 
 
 @TEACHERS.register("image_self")

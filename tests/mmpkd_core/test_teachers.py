@@ -7,7 +7,8 @@ from mmpkd_core.teachers import FIT_COUNT, TEACHERS, teacher_outputs
 CFG = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=0)
 
 
-PRIVILEGED = [t for t in TEACHERS.names() if TEACHERS.get(t).modality != "any"]
+PRIVILEGED = [t for t in TEACHERS.names()
+              if TEACHERS.get(t).modality != "any" and not hasattr(TEACHERS.get(t), "reference")]
 
 
 def domain_for(teacher: str) -> str:
@@ -61,3 +62,35 @@ def test_image_self_control_sees_only_the_image(cache_dir):
     assert out.logits.shape == (420, 2) and out.embedding.shape == (420, 64)
     assert np.isfinite(out.logits).all() and np.isfinite(out.embedding).all()
     assert set(out.metrics) == {"fit_seconds", "val_auroc", "test_auroc"}
+
+
+def test_matched_targets_carry_the_teachers_confidence_on_the_given_label():
+    import torch
+
+    from mmpkd_core.teachers.controls import matched_targets
+
+    ref = np.array([[2.0, -1.0], [0.5, 1.0], [0.0, 0.0], [-3.0, 1.0]], dtype=np.float32)
+    labels = np.array([1, 1, 0, 0])
+    logits, emb = matched_targets(ref, labels)
+    np.testing.assert_array_equal(logits, [[0, 3], [0, 0.5], [0, 0], [4, 0]])
+    np.testing.assert_array_equal(emb, np.eye(2)[labels])
+    for T in (1.0, 4.0):  # equal confidence at every temperature; the class is the label's, not the teacher's
+        conf = lambda z: torch.softmax(torch.from_numpy(z) / T, 1).max(1).values  # noqa: E731
+        torch.testing.assert_close(conf(logits), conf(ref))
+    assert (logits.argmax(1) == labels).all()
+
+
+def test_matched_control_is_built_from_its_reference_and_fits_its_modality(cache_dir):
+    cfg = DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=4, label_noise=0.2)
+    ref = teacher_outputs("lightgbm", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)
+    before = FIT_COUNT["fitted"]
+    out = teacher_outputs("matched_lightgbm", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)
+    assert FIT_COUNT["fitted"] == before + 1  # the reference came from the cache
+    d = load_domain("synthetic_ddsm", cfg, cache_dir)
+    np.testing.assert_allclose(np.abs(out.logits[:, 1] - out.logits[:, 0]), np.abs(ref.logits[:, 1] - ref.logits[:, 0]),
+                               rtol=1e-6)
+    assert TEACHERS.get("matched_bert_scratch").modality == "text"
+    with pytest.raises(ValueError, match="reads text"):
+        teacher_outputs("matched_bert_scratch", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)
+    sure = out.logits[:, 0] != out.logits[:, 1]
+    assert sure.mean() > 0.9 and (out.logits[sure].argmax(1) == d.labels[sure]).all()  # confidence on the given label
