@@ -67,6 +67,7 @@ def check_spec(spec: StudySpec) -> None:
 
     _known(DOMAINS, spec.domain, "domain")
     modality = DOMAINS.get(spec.domain).modality
+    _check_data(spec, DOMAINS.get(spec.domain))
 
     dims: dict[str, Dist] = {}
     for name, raw in spec.search_space.items():
@@ -144,3 +145,29 @@ def _check_student(spec: StudySpec) -> None:
         raise SpecError("student.patch_size", f"{s.patch_size} does not divide data.image_size {spec.data.image_size}")
     if s.embed_dim % s.num_heads:
         raise SpecError("student.num_heads", f"{s.num_heads} does not divide student.embed_dim {s.embed_dim}")
+
+
+def _check_data(spec, domain) -> None:
+    """A real domain's root exists and its options are the domain's; a synthetic one takes none."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    d = spec.data
+    if not domain.is_real:
+        for key in ("options", "root"):
+            if getattr(d, key):
+                raise SpecError(f"data.{key}", f"applies to the real domains only; {spec.domain} is synthetic")
+        return
+    root = Path(d.root).expanduser()
+    if not root.is_dir():
+        raise SpecError("data.root", f"{root} does not exist or is not a folder")
+    try:
+        domain.options.model_validate(d.options)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(["data", "options", *map(str, e["loc"])])
+        if e["type"] == "extra_forbidden":
+            raise SpecError(where, f"unknown option; {spec.domain} takes: {', '.join(domain.options.model_fields)}") \
+                from None
+        raise SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None

@@ -62,6 +62,9 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
             continue
         if mode == "new" and store.study_exists(spec.name):
             store.delete_study(spec.name)
+        if spec.stand_in_for:
+            _say(f"data.root is empty: running {spec.domain}, the synthetic stand-in for {spec.stand_in_for} "
+                 "(set data.root, or the environment variable the spec names, to run the real data)")
         _say(f"study {spec.name}: {spec.executor.trials} recipes x {len(spec.seed_list())} seed(s) on {spec.domain} "
              f"({spec.executor.kind} executor) -> {db}")
         outcome = run_study(spec, store, str(cache_dir), say=_say, address=address, resume=mode == "resume")
@@ -297,10 +300,118 @@ def validate_engine(
         _say(f"null intervals excluding zero: {share:.1%} of {len(nulls)} (nominal 5%)")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect the real data sets (cbis_ddsm, mimic_cxr).")
+app.add_typer(data_app, name="data")
+
+
+def _real_data_config(domain: str, root: Path, image_size: int, skip_bad: bool, options: list[str]):
+    import yaml
+
+    from mmpkd_core.data import DOMAINS, DataConfig
+
+    real = [d for d in DOMAINS.names() if DOMAINS.get(d).is_real]
+    if domain not in real:
+        raise StudyError(f"'{domain}' is not a real domain; use one of: {', '.join(real)}")
+    opts = {}
+    for o in options:
+        key, eq, value = o.partition("=")
+        if not eq:
+            raise StudyError(f"--option '{o}': write KEY=VALUE, e.g. --option benign_without_callback=exclude")
+        opts[key.strip()] = yaml.safe_load(value)
+    from pydantic import ValidationError
+
+    try:
+        DOMAINS.get(domain).options.model_validate(opts)
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise StudyError(f"--option {'.'.join(map(str, e['loc']))}: {e['msg']}; {domain} takes: "
+                         f"{', '.join(DOMAINS.get(domain).options.model_fields)}") from None
+    if not root.expanduser().is_dir():
+        raise StudyError(f"--root {root}: does not exist or is not a folder")
+    return DataConfig(root=str(root.expanduser().resolve()), image_size=image_size, skip_bad=skip_bad,
+                      options=json.dumps(opts, sort_keys=True))
+
+
+ROOT_OPT = typer.Option(..., "--root", help="The data set's folder (its CSVs at the top)")
+SIZE_OPT = typer.Option(224, "--image-size", help="Side of the square images the students see")
+OPTION_OPT = typer.Option([], "--option", help="A domain option KEY=VALUE (as in a spec's data.options); repeatable")
+CACHE_OPT = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+                         help="Where the prepared cache lives (the studies' --cache-dir)")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    domain: str = typer.Argument(..., metavar="DOMAIN", help="cbis_ddsm or mimic_cxr"),
+    root: Path = ROOT_OPT,
+    image_size: int = SIZE_OPT,
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable or missing inputs; they are listed in "
+                                                            "the prepared cache's skipped.csv"),
+    workers: int = typer.Option(0, "--workers", help="Decoding processes (0: one per core, at most 8)"),
+    force: bool = typer.Option(False, "--force", help="Decode again even if the prepared cache exists"),
+    options: list[str] = OPTION_OPT,
+    cache_dir: Path = CACHE_OPT,
+) -> None:
+    """Decode, resize and cache a real data set once; every study and Ray worker then reads the cache."""
+    import importlib
+
+    cfg = _real_data_config(domain, root, image_size, skip_bad, options)
+    module = importlib.import_module(f"mmpkd_core.data.{domain}")
+    folder = module.ensure_prepared(cfg, str(cache_dir), workers=workers or None, force=force, say=_say)
+    info = json.loads((folder / "prepared.json").read_text())
+    _say(f"prepared: {info['images']} images ({info['skipped']} skipped) at {info['image_size']}x{info['image_size']}"
+         f" in {info['seconds']:.1f} s ({info['images_per_second']} images/s) -> {folder}")
+
+
+@data_app.command("info")
+def data_info(
+    domain: str = typer.Argument(..., metavar="DOMAIN", help="cbis_ddsm or mimic_cxr"),
+    root: Path = ROOT_OPT,
+    image_size: int = SIZE_OPT,
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Read the cache prepared with --skip-bad"),
+    options: list[str] = OPTION_OPT,
+    cache_dir: Path = CACHE_OPT,
+    fmt: str = FORMAT,
+) -> None:
+    """Counts per split, label balance and ROI coverage of a prepared real data set, under the options given."""
+    import importlib
+
+    import numpy as np
+    import pandas as pd
+
+    from mmpkd_core.data import load_domain
+
+    _check_format(fmt)
+    cfg = _real_data_config(domain, root, image_size, skip_bad, options)
+    module = importlib.import_module(f"mmpkd_core.data.{domain}")
+    from mmpkd_core.data.prepared import prepared_folder
+
+    folder = prepared_folder(domain, Path(cfg.root), cfg.image_size, cfg.skip_bad, module.fingerprint(cfg), str(cache_dir))
+    if not (folder / "prepared.json").exists():
+        raise StudyError(f"{domain} at {cfg.root} is not prepared at {image_size}x{image_size}; run: study data prepare "
+                         f"{domain} --root {cfg.root} --image-size {image_size}" + (" --skip-bad" if skip_bad else ""))
+    d = load_domain(domain, cfg, str(cache_dir))
+    rows = []
+    for split in ("train", "val", "test"):
+        idx = d.index(split)
+        roi = d.masks[idx].any(axis=(1, 2))
+        rows.append({"split": split, "images": len(idx), "positive": int(d.true_labels[idx].sum()),
+                     "positive_share": round(float(d.true_labels[idx].mean()), 3) if len(idx) else None,
+                     "with_roi": int(roi.sum()), "roi_share": round(float(roi.mean()), 3) if len(idx) else None,
+                     "roi_area_share": round(float(d.masks[idx][roi].mean()), 4) if roi.any() else None})
+    _emit(pd.DataFrame(rows), fmt)
+    info = json.loads((folder / "prepared.json").read_text())
+    skipped = f", {info['skipped']} skipped (listed in {folder / 'skipped.csv'})" if info["skipped"] else ""
+    _say(f"prepared cache: {folder} ({info['images']} images{skipped}); privileged "
+         f"{'report text' if d.text is not None else 'columns: ' + ', '.join(d.table.columns)}; "
+         f"{int(np.sum(d.images.shape[-1]))} px images")
+
+
 def main() -> None:
+    from mmpkd_core.data.prepared import DataError
+
     try:
         app()  # click handles usage errors itself (exit code 2)
-    except StudyError as err:
+    except (StudyError, DataError) as err:
         _fail(str(err))
     except Exception as err:  # a database written by another engine version, or not a study database
         if type(err).__module__.startswith(("duckdb", "_duckdb")):

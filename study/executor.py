@@ -31,12 +31,26 @@ def base_config(spec: StudySpec, cache_dir: str):
     modality = DOMAINS.get(spec.domain).modality
     teacher = spec.recipe.teacher or next(t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality)
     return TrialConfig(
-        domain=spec.domain, data=DataConfig(**spec.data.model_dump()), student=StudentConfig(**spec.student.model_dump()),
+        domain=spec.domain, data=data_config(spec), student=StudentConfig(**spec.student.model_dump()),
         teacher=teacher, temperature=spec.recipe.temperature, alpha=spec.recipe.alpha, beta=spec.recipe.beta,
         attention_method=spec.recipe.attention_method or spec.evaluation.methods[0], seed=spec.recipe.seed,
         eval_methods=tuple(spec.evaluation.methods), eval_metrics=tuple(spec.evaluation.metrics),
         objective_metric=spec.objective.metric, cache_dir=cache_dir, threads=max(1, int(spec.executor.resources.cpu)),
     )
+
+
+def data_config(spec: StudySpec):
+    """The spec's data section as the trainer's config: options as sorted JSON, the root absolute."""
+    import json
+    from pathlib import Path
+
+    from mmpkd_core import DataConfig
+
+    d = spec.data.model_dump()
+    d["options"] = json.dumps(d["options"], sort_keys=True)
+    if d["root"]:
+        d["root"] = str(Path(d["root"]).expanduser().resolve())
+    return DataConfig(**d)
 
 
 def device_line(spec: StudySpec) -> str:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from study.errors import SpecError
 
@@ -31,6 +33,11 @@ class DataSpec(Strict):
     image_size: int = Field(48, ge=16, le=1024)
     seed: int = 0
     label_noise: float | None = Field(None, ge=0.0, le=0.5)
+    # Real domains (cbis_ddsm, mimic_cxr): the data set's folder -- ``${VAR}`` reads an environment
+    # variable; empty or unset runs the domain's synthetic stand-in -- and the domain's options.
+    root: str | None = None
+    options: dict[str, Any] = {}
+    skip_bad: bool = False
 
 
 class StudentSpec(Strict):
@@ -133,6 +140,11 @@ class StudySpec(Strict):
     executor: ExecutorSpec = ExecutorSpec()
     seeds: list[int] | None = None  # each sampled recipe is trained once per seed (default: recipe.seed)
     baselines: bool = True  # run the matched no-distillation baselines (reused across studies)
+    _stand_in_for: str | None = PrivateAttr(None)  # the real domain this synthetic one replaces (no data.root)
+
+    @property
+    def stand_in_for(self) -> str | None:
+        return self._stand_in_for
 
     def seed_list(self) -> list[int]:
         return list(self.seeds) if self.seeds else [self.recipe.seed]
@@ -267,9 +279,34 @@ def expand_domains(raw: Any) -> list[Any]:
     return out
 
 
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str) -> str:
+    """``${VAR}`` -> the variable's value ("" when unset)."""
+    return ENV_VAR.sub(lambda m: os.environ.get(m.group(1), ""), text)
+
+
+def resolve_real_domain(raw: dict) -> tuple[dict, str | None]:
+    """Expand ``data.root``; a real domain without a root becomes its synthetic stand-in."""
+    from mmpkd_core.data import DOMAINS
+
+    data = raw.get("data")
+    root = data.get("root") if isinstance(data, dict) else None
+    if isinstance(root, str):
+        root = expand_env(root).strip() or None
+        raw = {**raw, "data": {**data, "root": root}}
+    domain = raw.get("domain")
+    if isinstance(domain, str) and domain in DOMAINS and DOMAINS.get(domain).is_real and root is None:
+        data = {k: v for k, v in (raw.get("data") or {}).items() if k not in ("root", "options", "skip_bad")}
+        return {**raw, "domain": DOMAINS.get(domain).synthetic, "data": data}, domain
+    return raw, None
+
+
 def spec_from_dict(raw: Any) -> StudySpec:
     if not isinstance(raw, dict):
         raise SpecError("", "the spec must be a YAML mapping (name:, domain:, search_space:, ...)")
+    raw, stand_in_for = resolve_real_domain(raw)
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as err:
@@ -277,4 +314,5 @@ def spec_from_dict(raw: Any) -> StudySpec:
     from study.checks import check_spec  # the registries live in mmpkd_core; import lazily
 
     check_spec(spec)
+    spec._stand_in_for = stand_in_for
     return spec

@@ -29,10 +29,21 @@ class DataConfig:
     # Fraction of *training* image labels that are wrong while the privileged modality
     # states the truth. None = the domain's documented default.
     label_noise: float | None = None
+    # Real domains only: the data set's folder, and the domain's options as sorted JSON (a string,
+    # so that the config stays hashable). Synthetic domains ignore both.
+    root: str | None = None
+    options: str = "{}"
+    skip_bad: bool = False  # real domains: skip unreadable inputs (listed in the prepared cache) instead of stopping
 
     def key(self, domain: str) -> str:
         blob = json.dumps({"domain": domain, **asdict(self)}, sort_keys=True)
+        spec = DOMAINS.get(domain) if domain in DOMAINS else None
+        if spec is not None and spec.fingerprint is not None:  # a real data set: its tables are part of the key
+            blob += spec.fingerprint(self)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def option_dict(self) -> dict:
+        return json.loads(self.options)
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,22 @@ class DomainData:
 
 @dataclass(frozen=True)
 class Domain:
+    """A synthetic domain has ``generate``; a real one has ``load`` (from its prepared cache, preparing
+    it once if absent), ``fingerprint`` (a digest of its tables) and ``synthetic`` (its stand-in when
+    no ``data.root`` is given)."""
+
     name: str
     modality: str
-    generate: Callable[[DataConfig], DomainData]
+    generate: Callable[[DataConfig], DomainData] | None
     default_label_noise: float
+    load: Callable[[DataConfig, str | None], DomainData] | None = None
+    fingerprint: Callable[[DataConfig], str] | None = None
+    synthetic: str | None = None
+    options: type | None = None  # a pydantic model of the domain's ``data.options``
+
+    @property
+    def is_real(self) -> bool:
+        return self.load is not None
 
 
 DOMAINS: Registry[Domain] = Registry("domain")
@@ -109,6 +132,8 @@ def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
 def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
     """The domain's data from the shared cache, generating it once if absent."""
     spec = DOMAINS.get(domain)
+    if spec.is_real:
+        return spec.load(cfg, cache_dir)
     folder = domain_folder(domain, cfg, cache_dir)
     arrays = folder / "arrays.npz"
     if not arrays.exists():

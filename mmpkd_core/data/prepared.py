@@ -1,0 +1,206 @@
+"""The prepared cache of a real data set: decode and resize every image once, then memory-map.
+
+``study data prepare DOMAIN --root PATH`` (or the first study on that data) reads the data set's
+tables, decodes each image (DICOM through pydicom, PNG/JPEG through Pillow), pads it to a square,
+resizes it to ``image_size`` and writes, under ``<cache>/prepared/<domain>-<key>/``:
+
+- ``images.npy``: (N, 1, S, S) uint8, opened memory-mapped by every trial and Ray worker;
+- ``masks.npy``: (N, S, S) bool ROI (all False for images without a lesion outline or box);
+- ``meta.parquet``: one row per image with the data set's own columns (labels, metadata, report);
+- ``prepared.json``: counts, settings, seconds, and the inputs skipped under ``--skip-bad``.
+
+The key hashes the domain, the resolved root, the data set's tables (file contents), the image size,
+``skip_bad`` and the preparation code's version -- not the label policy or privileged columns, which
+are applied when a trial loads the cache, so changing them never decodes an image again. Image files
+are taken as immutable: a changed image under an unchanged table needs ``--force``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmpkd_core.data.base import atomic_write, cache_root
+
+PREP_VERSION = 1
+PREPARE_COUNT = {"prepared": 0}  # real data sets actually decoded in this process (the cache makes the rest free)
+
+
+class DataError(ValueError):
+    """Bad input in a real data set; ``str()`` is one line naming the file or column and a count."""
+
+
+@dataclass
+class Item:
+    """One image to prepare: where it is, and where its ROI comes from."""
+
+    image_id: str
+    path: Path
+    mask_paths: list[Path] = field(default_factory=list)  # ROI masks, same size as the image (unioned)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # x, y, w, h in source pixels
+    box_size: tuple[int, int] | None = None  # (width, height) the boxes refer to; None: the image's own
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tables_digest(paths: list[Path]) -> str:
+    """A digest of the data set's tables (contents; memoised by size and mtime within a process)."""
+    parts = []
+    for p in sorted(paths):
+        st = p.stat()
+        parts.append(f"{p.name}:{_file_digest(str(p), st.st_size, st.st_mtime_ns)}")
+    return "|".join(parts)
+
+
+def prepared_folder(domain: str, root: Path, image_size: int, skip_bad: bool, digest: str, cache_dir=None) -> Path:
+    blob = json.dumps({"domain": domain, "root": str(root), "size": image_size, "skip_bad": skip_bad,
+                       "tables": digest, "version": PREP_VERSION})
+    return cache_root(cache_dir) / "prepared" / f"{domain}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+# ------------------------------------------------------------------ decoding
+
+def read_image(path: Path) -> np.ndarray:
+    """A 2-D float32 image in [0, 1]: DICOM (modality LUT applied, MONOCHROME1 inverted) or PNG/JPEG."""
+    if path.suffix.lower() in (".dcm", ".dicom", ""):
+        import pydicom
+        from pydicom.pixels import apply_modality_lut
+
+        ds = pydicom.dcmread(path)
+        arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+        if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+            arr = arr.max() - arr
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"expected one grey-level frame, got shape {arr.shape}")
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+
+
+def to_square(arr: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a square at the bottom/right (keeping the aspect ratio), then area-resize to ``size``."""
+    from PIL import Image
+
+    h, w = arr.shape
+    side = max(h, w)
+    sq = np.zeros((side, side), dtype=np.float32)
+    sq[:h, :w] = arr
+    return np.asarray(Image.fromarray(sq, mode="F").resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+
+
+def prepare_one(item: Item, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(image uint8 (S, S), mask bool (S, S))``; raises ``ValueError`` naming what is wrong."""
+    try:
+        img = read_image(item.path)
+    except Exception as err:  # pydicom and Pillow raise many types for a bad file
+        raise ValueError(f"unreadable image {item.path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+    roi = np.zeros(img.shape, dtype=np.float32)
+    for mp in item.mask_paths:
+        try:
+            m = read_image(mp)
+        except Exception as err:
+            raise ValueError(f"unreadable ROI mask {mp}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        if m.shape != img.shape:
+            raise ValueError(f"ROI mask {mp} is {m.shape[1]}x{m.shape[0]} but its image {item.path} is "
+                             f"{img.shape[1]}x{img.shape[0]}")
+        roi = np.maximum(roi, (m > 0.5).astype(np.float32))
+    if item.boxes:
+        bw, bh = item.box_size or (img.shape[1], img.shape[0])
+        sx, sy = img.shape[1] / bw, img.shape[0] / bh
+        for x, y, w, h in item.boxes:
+            x0, y0 = max(int(np.floor(x * sx)), 0), max(int(np.floor(y * sy)), 0)
+            roi[y0:int(np.ceil((y + h) * sy)), x0:int(np.ceil((x + w) * sx))] = 1.0
+    image = np.clip(np.rint(to_square(img, size) * 255), 0, 255).astype(np.uint8)
+    mask = to_square(roi, size) > 0  # any coverage: a small lesion keeps at least one pixel
+    return image, mask
+
+
+def _work(args):
+    item, size = args
+    try:
+        return prepare_one(item, size), None
+    except ValueError as err:
+        return None, str(err)
+
+
+# ------------------------------------------------------------------ the cache
+
+def build(folder: Path, items: list[Item], meta: pd.DataFrame, size: int, skip_bad: bool, workers: int,
+          say=print, skipped: list[tuple[str, str]] = ()) -> dict:
+    """Decode ``items`` (in ``meta``'s row order) into ``folder``; stop on bad input with a count and
+    the first case, unless ``skip_bad`` (then the skipped inputs -- with ``skipped``, those the caller
+    dropped already -- are listed in ``skipped.csv``)."""
+    t0 = time.perf_counter()
+    n = len(items)
+    images = np.zeros((n, 1, size, size), dtype=np.uint8)
+    masks = np.zeros((n, size, size), dtype=bool)
+    errors: list[tuple[str, str]] = []
+    jobs = [(it, size) for it in items]
+    if workers > 1 and n > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_work, jobs, chunksize=max(1, n // (workers * 8))))
+    else:
+        results = [_work(j) for j in jobs]
+    keep = np.ones(n, dtype=bool)
+    for i, (out, err) in enumerate(results):
+        if err is not None:
+            errors.append((items[i].image_id, err))
+            keep[i] = False
+        else:
+            images[i, 0], masks[i] = out
+    if errors and not skip_bad:
+        raise DataError(f"{len(errors)} of {n} images could not be prepared; first: {errors[0][1]}. Fix the files "
+                        "or pass --skip-bad to skip them (they are listed in the prepared cache)")
+    errors = list(skipped) + errors
+    seconds = time.perf_counter() - t0
+    meta = meta.reset_index(drop=True)[keep].reset_index(drop=True)
+    info = {"images": int(keep.sum()), "skipped": len(errors), "image_size": size, "seconds": round(seconds, 2),
+            "images_per_second": round(n / seconds, 1) if seconds > 0 else None, "workers": workers}
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, arr: np.ndarray) -> None:
+        def write(p: Path) -> None:
+            with open(p, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
+                np.save(f, arr)
+
+        atomic_write(folder / name, write)
+
+    save("images.npy", images[keep])
+    save("masks.npy", masks[keep])
+    atomic_write(folder / "meta.parquet", lambda p: meta.to_parquet(p, index=False))
+    if errors:
+        atomic_write(folder / "skipped.csv",
+                     lambda p: pd.DataFrame(errors, columns=["image_id", "problem"]).to_csv(p, index=False))
+        say(f"skipped {len(errors)} bad input(s), listed in {folder / 'skipped.csv'}")
+    atomic_write(folder / "prepared.json", lambda p: p.write_text(json.dumps(info, indent=1)))  # last: marks it complete
+    PREPARE_COUNT["prepared"] += 1
+    return info
+
+
+def open_prepared(folder: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """``(images uint8 memory-mapped, masks, meta)`` of a complete prepared cache."""
+    return (np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "masks.npy", mmap_mode="r"),
+            pd.read_parquet(folder / "meta.parquet"))
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2)))
