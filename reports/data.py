@@ -5,6 +5,7 @@ These are what the tests check; the render step only draws them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def _rows(con, sql: str, params: list) -> list[dict]:
@@ -180,6 +181,13 @@ def _load_images(data_path: str | None, ids: list[str]) -> dict:
 
     import numpy as np
 
+    if data_path and os.path.exists(os.path.join(data_path, "meta.parquet")):  # a real data set's prepared cache
+        from mmpkd_core.data.prepared import open_prepared
+
+        images, masks, meta = open_prepared(Path(data_path))
+        index = {str(i): n for n, i in enumerate(meta["image_id"])}
+        found = [i for i in ids if i in index]
+        return {i: (images[index[i], 0] / 255.0, np.asarray(masks[index[i]])) for i in found}
     path = os.path.join(data_path or "", "arrays.npz")
     if not data_path or not os.path.exists(path):
         return {}

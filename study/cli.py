@@ -383,9 +383,8 @@ def data_info(
     _check_format(fmt)
     cfg = _real_data_config(domain, root, image_size, skip_bad, options)
     module = importlib.import_module(f"mmpkd_core.data.{domain}")
-    from mmpkd_core.data.prepared import prepared_folder
 
-    folder = prepared_folder(domain, Path(cfg.root), cfg.image_size, cfg.skip_bad, module.fingerprint(cfg), str(cache_dir))
+    folder = module.prepared_path(cfg, str(cache_dir))
     if not (folder / "prepared.json").exists():
         raise StudyError(f"{domain} at {cfg.root} is not prepared at {image_size}x{image_size}; run: study data prepare "
                          f"{domain} --root {cfg.root} --image-size {image_size}" + (" --skip-bad" if skip_bad else ""))

@@ -79,6 +79,7 @@ class Domain:
     fingerprint: Callable[[DataConfig], str] | None = None
     synthetic: str | None = None
     options: type | None = None  # a pydantic model of the domain's ``data.options``
+    folder: Callable[[DataConfig, str | None], Path] | None = None  # where a real domain's prepared cache is
 
     @property
     def is_real(self) -> bool:
@@ -125,7 +126,11 @@ PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated 
 
 
 def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
-    """Where the domain's prepared arrays live (``arrays.npz``: images, labels, masks, split, image ids)."""
+    """Where the domain's prepared arrays live: ``arrays.npz`` (images, labels, masks, split, image ids)
+    for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``) for a real one."""
+    spec = DOMAINS.get(domain)
+    if spec.is_real:
+        return spec.folder(cfg, cache_dir)
     return cache_root(cache_dir) / "data" / f"{domain}-{cfg.key(domain)}"
 
 

@@ -146,9 +146,13 @@ def plan(root: Path, skip_bad: bool) -> tuple[list[Item], pd.DataFrame, list[tup
     return items, meta, skipped
 
 
+def prepared_path(cfg: DataConfig, cache_dir=None) -> Path:
+    return prepared_folder("cbis_ddsm", _root(cfg), cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
+
+
 def ensure_prepared(cfg: DataConfig, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
     root = _root(cfg)
-    folder = prepared_folder("cbis_ddsm", root, cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
+    folder = prepared_path(cfg, cache_dir)
     if force or not (folder / "prepared.json").exists():
         items, meta, skipped = plan(root, cfg.skip_bad)
         say(f"preparing cbis_ddsm: {len(items)} images from {root} at {cfg.image_size}x{cfg.image_size}")
@@ -199,4 +203,5 @@ def load(cfg: DataConfig, cache_dir=None) -> DomainData:
 
 
 DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, load=load, fingerprint=fingerprint,
-                                     synthetic="synthetic_ddsm", options=Options))
+                                     synthetic="synthetic_ddsm", options=Options,
+                                     folder=prepared_path))

@@ -155,10 +155,14 @@ def plan(root: Path, opts: Options, skip_bad: bool):
     return [it for it, k in zip(items, keep) if k], rows[keep].reset_index(drop=True), problems
 
 
+def prepared_path(cfg: DataConfig, cache_dir=None) -> Path:
+    return prepared_folder("mimic_cxr", _root(cfg), cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
+
+
 def ensure_prepared(cfg: DataConfig, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
     root = _root(cfg)
     opts = _options(cfg)
-    folder = prepared_folder("mimic_cxr", root, cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
+    folder = prepared_path(cfg, cache_dir)
     if force or not (folder / "prepared.json").exists():
         items, meta, skipped = plan(root, opts, cfg.skip_bad)
         say(f"preparing mimic_cxr: {len(items)} images from {root} at {cfg.image_size}x{cfg.image_size}")
@@ -207,4 +211,5 @@ def load(cfg: DataConfig, cache_dir=None) -> DomainData:
 
 
 DOMAINS.register("mimic_cxr")(Domain("mimic_cxr", "text", None, 0.0, load=load, fingerprint=fingerprint,
-                                     synthetic="synthetic_cxr", options=Options))
+                                     synthetic="synthetic_cxr", options=Options,
+                                     folder=prepared_path))
