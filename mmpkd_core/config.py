@@ -22,6 +22,7 @@ class StudentConfig:
     weight_decay: float = 0.05
     warmup_epochs: int = 1
     precision: str = "fp32"  # "bf16": autocast on a GPU (the CPU trains in fp32)
+    pretrained: str | None = None  # a local timm checkpoint (.pth / .safetensors) to start from
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TrialConfig:
     eval_methods: tuple[str, ...] = ("raw_cls", "rollout")
     eval_metrics: tuple[str, ...] = ("pointing_game", "relevance_mass")
     objective_metric: str = "pointing_game"
+    teacher_options: str = "{}"  # sorted JSON: teacher name -> its options (a spec's teacher_options)
     cache_dir: str | None = None  # where prepared data and fitted teachers live (not part of the hash)
     threads: int | None = None  # torch CPU threads in this trial (not part of the hash)
 
@@ -63,6 +65,11 @@ class TrialConfig:
     def config_hash(self) -> str:
         d = self.to_dict()
         d.pop("cache_dir"), d.pop("threads")
+        d["data"] = self.data.identity()  # fields added later hash only when set: stored baselines stay matched
+        if d["teacher_options"] == "{}":
+            del d["teacher_options"]
+        if d["student"]["pretrained"] is None:
+            del d["student"]["pretrained"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_params(self, params: dict) -> "TrialConfig":
@@ -74,5 +81,6 @@ class TrialConfig:
 
 
 TOP_DIMENSIONS = ("teacher", "temperature", "alpha", "beta", "attention_method", "seed")
-STUDENT_DIMENSIONS = tuple(f.name for f in dataclasses.fields(StudentConfig) if f.name not in ("model", "precision"))
+STUDENT_DIMENSIONS = tuple(f.name for f in dataclasses.fields(StudentConfig)
+                           if f.name not in ("model", "precision", "pretrained"))
 SEARCHABLE = TOP_DIMENSIONS + STUDENT_DIMENSIONS

@@ -6,6 +6,7 @@ validation objective averaged over seeds after every epoch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -64,7 +65,7 @@ def baseline_config(cfg: TrialConfig) -> TrialConfig:
     from mmpkd_core.localization import available as metrics
 
     return dataclasses.replace(
-        cfg, teacher="none", alpha=0.0, beta=0.0, temperature=1.0, attention_method="rollout",
+        cfg, teacher="none", alpha=0.0, beta=0.0, temperature=1.0, attention_method="rollout", teacher_options="{}",
         objective_metric="pointing_game", eval_methods=tuple(m for m in methods() if m != "random"),
         eval_metrics=tuple(metrics()),
     )
@@ -96,7 +97,8 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
         torch.cuda.reset_peak_memory_stats()
     data = load_domain(cfg.domain, cfg.data, cfg.cache_dir)
     cfgs = [dataclasses.replace(cfg, seed=int(s)) for s in seeds]
-    teachers = [None if c.is_baseline else teacher_outputs(c.teacher, c.domain, c.data, c.seed, c.cache_dir) for c in cfgs]
+    teachers = [None if c.is_baseline else teacher_outputs(c.teacher, c.domain, c.data, c.seed, c.cache_dir,
+                                                           json.loads(c.teacher_options)) for c in cfgs]
     tensors = [to_tensors(data, tch, device) for tch in teachers]
     runs = [train_epochs(c, data, t) for c, t in zip(cfgs, tensors)]
     histories: list[list[dict]] = [[] for _ in cfgs]

@@ -2,6 +2,8 @@
 metrics, models). Each failure is one ``SpecError`` naming the key and the fix."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from study.errors import SpecError
 from study.spec import CategoricalDist, Dist, FloatDist, IntDist, StudySpec, _nearest, parse_dist
 
@@ -91,6 +93,14 @@ def check_spec(spec: StudySpec) -> None:
             fits(str(t), f"search_space.teacher.choices[{i}]")
     if spec.recipe.teacher is not None:
         fits(spec.recipe.teacher, "recipe.teacher")
+    for name, opts in spec.teacher_options.items():
+        _known(TEACHERS, name, f"teacher_options.{name}")
+        _check_teacher_options(name, TEACHERS.get(name), opts)
+    chosen = dims["teacher"].choices if "teacher" in dims else [spec.recipe.teacher] if spec.recipe.teacher else []
+    for t in chosen:
+        name = getattr(TEACHERS.get(str(t)), "reference", str(t))  # a matched control reads its reference's options
+        if TEACHERS.get(name).Options is not None and name not in spec.teacher_options:
+            _check_teacher_options(name, TEACHERS.get(name), {})  # required options missing
     for i, m in enumerate(spec.evaluation.methods):
         _known(METHODS, m, f"evaluation.methods[{i}]")
     if not spec.evaluation.methods:
@@ -141,6 +151,9 @@ def _check_student(spec: StudySpec) -> None:
     if not timm.is_model(s.model):
         close = _nearest(s.model, timm.list_models("vit_*"))
         raise SpecError("student.model", f"unknown timm model '{s.model}'{close}")
+    if s.pretrained and not Path(s.pretrained).expanduser().is_file():
+        raise SpecError("student.pretrained", f"{s.pretrained} does not exist (a local timm checkpoint: nothing is "
+                                              "downloaded)")
     if spec.data.image_size % s.patch_size:
         raise SpecError("student.patch_size", f"{s.patch_size} does not divide data.image_size {spec.data.image_size}")
     if s.embed_dim % s.num_heads:
@@ -149,8 +162,6 @@ def _check_student(spec: StudySpec) -> None:
 
 def _check_data(spec, domain) -> None:
     """A real domain's root exists and its options are the domain's; a synthetic one takes none."""
-    from pathlib import Path
-
     from pydantic import ValidationError
 
     d = spec.data
@@ -170,4 +181,21 @@ def _check_data(spec, domain) -> None:
         if e["type"] == "extra_forbidden":
             raise SpecError(where, f"unknown option; {spec.domain} takes: {', '.join(domain.options.model_fields)}") \
                 from None
+        raise SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None
+
+
+def _check_teacher_options(name: str, cls, opts: dict) -> None:
+    from pydantic import ValidationError
+
+    if cls.Options is None:
+        raise SpecError(f"teacher_options.{name}", f"teacher '{name}' takes no options")
+    try:
+        cls.Options.model_validate(opts)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(["teacher_options", name, *map(str, e["loc"])])
+        if e["type"] == "extra_forbidden":
+            raise SpecError(where, f"unknown option; {name} takes: {', '.join(cls.Options.model_fields)}") from None
+        if e["type"] == "missing":
+            raise SpecError(where, f"missing: teacher '{name}' needs it") from None
         raise SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None

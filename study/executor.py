@@ -29,20 +29,31 @@ def base_config(spec: StudySpec, cache_dir: str):
     from mmpkd_core.teachers import TEACHERS
 
     modality = DOMAINS.get(spec.domain).modality
+    student = spec.student.model_dump()
+    if student["pretrained"]:  # absolute: Ray workers run elsewhere
+        student["pretrained"] = str(Path(student["pretrained"]).expanduser().resolve())
     teacher = spec.recipe.teacher or next(t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality)
     return TrialConfig(
-        domain=spec.domain, data=data_config(spec), student=StudentConfig(**spec.student.model_dump()),
+        domain=spec.domain, data=data_config(spec), student=StudentConfig(**student),
         teacher=teacher, temperature=spec.recipe.temperature, alpha=spec.recipe.alpha, beta=spec.recipe.beta,
         attention_method=spec.recipe.attention_method or spec.evaluation.methods[0], seed=spec.recipe.seed,
         eval_methods=tuple(spec.evaluation.methods), eval_metrics=tuple(spec.evaluation.metrics),
-        objective_metric=spec.objective.metric, cache_dir=cache_dir, threads=max(1, int(spec.executor.resources.cpu)),
+        objective_metric=spec.objective.metric, teacher_options=json.dumps(teacher_options(spec), sort_keys=True),
+        cache_dir=cache_dir, threads=max(1, int(spec.executor.resources.cpu)),
     )
+
+
+def teacher_options(spec: StudySpec) -> dict:
+    """The spec's teacher options with local paths made absolute (Ray workers run elsewhere)."""
+    out = {}
+    for name, opts in spec.teacher_options.items():
+        out[name] = {k: str(Path(v).expanduser().resolve()) if k.endswith("_path") and v else v for k, v in opts.items()}
+    return out
 
 
 def data_config(spec: StudySpec):
     """The spec's data section as the trainer's config: options as sorted JSON, the root absolute."""
     import json
-    from pathlib import Path
 
     from mmpkd_core import DataConfig
 
@@ -71,13 +82,21 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
     from mmpkd_core.teachers import teacher_outputs
 
     t0 = time.perf_counter()
-    load_domain(spec.domain, base.data, cache_dir)
+    data = load_domain(spec.domain, base.data, cache_dir)
+    if base.student.pretrained:  # a checkpoint of another shape stops the study here, not in every trial
+        from mmpkd_core.student import build_student
+
+        try:
+            build_student(base.student, data.images.shape[-1])
+        except ValueError as err:
+            raise StudyError(str(err)) from None
+        say(f"student starts from {base.student.pretrained}")
     dims = spec.dims()
     teachers = dims["teacher"].choices if "teacher" in dims else [base.teacher]
     seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else spec.seed_list()
     for t in teachers:
         for seed in seeds:
-            out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir)
+            out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir, json.loads(base.teacher_options))
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
 

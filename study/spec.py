@@ -52,6 +52,7 @@ class StudentSpec(Strict):
     weight_decay: float = Field(0.05, ge=0)
     warmup_epochs: int = Field(1, ge=0)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast applies on a GPU; the CPU trains in fp32
+    pretrained: str | None = None  # a local timm checkpoint of ``model``'s shape (e.g. ImageNet weights)
 
 
 class RecipeSpec(Strict):
@@ -140,6 +141,7 @@ class StudySpec(Strict):
     executor: ExecutorSpec = ExecutorSpec()
     seeds: list[int] | None = None  # each sampled recipe is trained once per seed (default: recipe.seed)
     baselines: bool = True  # run the matched no-distillation baselines (reused across studies)
+    teacher_options: dict[str, dict[str, Any]] = {}  # teacher name -> its options, e.g. hf_encoder: {model_path: DIR}
     _stand_in_for: str | None = PrivateAttr(None)  # the real domain this synthetic one replaces (no data.root)
 
     @property
@@ -154,7 +156,16 @@ class StudySpec(Strict):
         return {k: DIST_TYPES[v["type"]].model_validate(v) for k, v in self.search_space.items()}
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        d = self.model_dump(mode="json")
+        for section, key, default in LATER_FIELDS:  # hashed only when set: studies stored before them still resume
+            where = d[section] if section else d
+            if where.get(key) == default:
+                del where[key]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+LATER_FIELDS = [("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
+                ("student", "pretrained", None), (None, "teacher_options", {})]
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line

