@@ -309,8 +309,10 @@ def resolve_real_domain(raw: dict) -> tuple[dict, str | None]:
         raw = {**raw, "data": {**data, "root": root}}
     domain = raw.get("domain")
     if isinstance(domain, str) and domain in DOMAINS and DOMAINS.get(domain).is_real and root is None:
-        data = {k: v for k, v in (raw.get("data") or {}).items() if k not in ("root", "options", "skip_bad")}
-        return {**raw, "domain": DOMAINS.get(domain).synthetic, "data": data}, domain
+        data = raw.get("data")
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k not in ("root", "options", "skip_bad")}
+        return {**raw, "domain": DOMAINS.get(domain).synthetic, **({"data": data} if data is not None else {})}, domain
     return raw, None
 
 

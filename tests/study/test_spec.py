@@ -57,10 +57,11 @@ BAD = [
      "search_space.temperature.low: log: true needs low > 0 (got 0.0)"),
     ("choices: [lightgbm, mlp]", "choices: [lightgbm, bert_scratch]",
      "search_space.teacher.choices[1]: teacher 'bert_scratch' reads text but domain 'synthetic_ddsm' has tabular; "
-     "use one of: image_self, label_smoothing, lightgbm, mlp"),
+     "use one of: image_self, label_smoothing, lightgbm, matched_lightgbm, matched_mlp, mlp"),
     ("choices: [lightgbm, mlp]", "choices: [lightgmb, mlp]",
      "search_space.teacher.choices[0]: unknown teacher 'lightgmb' (did you mean 'lightgbm'?); "
-     "known: bert_scratch, image_self, label_smoothing, lightgbm, mlp"),
+     "known: bert_scratch, hf_encoder, image_self, label_smoothing, lightgbm, matched_bert_scratch, "
+     "matched_hf_encoder, matched_lightgbm, matched_minilm, matched_mlp, minilm, mlp"),
     ("choices: [lightgbm, mlp]", "choices: []", "search_space.teacher.choices: is empty; list at least one choice"),
     ("when: {teacher: mlp}", "when: {teachr: mlp}",
      "search_space.beta.when.teachr: 'teachr' is not a searched dimension (did you mean 'teacher'?)"),
@@ -73,7 +74,8 @@ BAD = [
     ("n_train: 600", "n_trian: 600", "data.n_trian: unknown key (did you mean 'n_train'?)"),
     ("epochs: 3", "epochs: three", "student.epochs: input should be a valid integer, unable to parse string as an integer (got 'three')"),
     ("domain: synthetic_ddsm", "domain: synthetic_dsm",
-     "domain: unknown domain 'synthetic_dsm' (did you mean 'synthetic_ddsm'?); known: synthetic_cxr, synthetic_ddsm"),
+     "domain: unknown domain 'synthetic_dsm' (did you mean 'synthetic_ddsm'?); known: cbis_ddsm, mimic_cxr, synthetic_cxr, "
+     "synthetic_ddsm"),
     ("  alpha: {type: float", "  alfa: {type: float",
      "search_space.alfa: unknown dimension (did you mean 'alpha'?); known: teacher, temperature, alpha, beta, "
      "attention_method, seed, patch_size, embed_dim, depth, num_heads, epochs, batch_size, lr, weight_decay, warmup_epochs"),
@@ -81,6 +83,12 @@ BAD = [
      "search_space.alpha: alpha must lie in [0.0, 1.0] (got 1.5)"),
     ("kind: ray", "kind: slurm", "executor.kind: input should be 'ray' or 'local' (got 'slurm')"),
     ("executor:", "exector:", "exector: unknown key (did you mean 'executor'?)"),
+    ("seed: 0}\nstudent", "seed: 0, root: /data/ddsm}\nstudent",
+     "data.root: applies to the real domains only; synthetic_ddsm is synthetic"),
+    ("batch_size: 32}", "batch_size: 32, pretrained: /nonexistent/vit.pth}",
+     "student.pretrained: /nonexistent/vit.pth does not exist (a local timm checkpoint: nothing is downloaded)"),
+    ("executor:", "teacher_options: {mlp: {depth: 3}}\nexecutor:",
+     "teacher_options.mlp: teacher 'mlp' takes no options"),
 ]
 
 
@@ -120,3 +128,53 @@ def test_fuzzed_dimensions_raise_only_the_engines_error(dim):
         spec_from_dict({"name": "x", "domain": "synthetic_ddsm", "search_space": {"temperature": dim}})
     except SpecError as err:
         assert "\n" not in str(err)
+
+
+REAL = GOOD.replace("domain: synthetic_ddsm", "domain: cbis_ddsm").replace(
+    "seed: 0}", "seed: 0, root: '${DDSM_TEST_ROOT}', options: {benign_without_callback: exclude}}", 1)
+
+
+def test_a_real_domain_without_a_root_runs_its_synthetic_stand_in(tmp_path, monkeypatch):
+    monkeypatch.delenv("DDSM_TEST_ROOT", raising=False)
+    spec = load_spec(write(tmp_path, REAL))
+    assert spec.domain == "synthetic_ddsm" and spec.stand_in_for == "cbis_ddsm"
+    assert spec.data.root is None and spec.data.options == {} and spec.data.n_train == 600
+    # the same hash as the synthetic spec written out: a stand-in study is the synthetic study
+    assert spec.spec_hash() == load_spec(write(tmp_path, GOOD)).spec_hash()
+
+
+def test_a_real_domain_reads_its_root_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDSM_TEST_ROOT", str(tmp_path))
+    spec = load_spec(write(tmp_path, REAL))
+    assert spec.domain == "cbis_ddsm" and spec.stand_in_for is None and spec.data.root == str(tmp_path)
+    assert spec.data.options == {"benign_without_callback": "exclude"}
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("benign_without_callback: exclude", "benign_without_callback: drop",
+     "data.options.benign_without_callback: input should be 'benign' or 'exclude'"),
+    ("benign_without_callback: exclude", "bening_without_callback: exclude",
+     "data.options.bening_without_callback: unknown option; cbis_ddsm takes: abnormality, benign_without_callback, "
+     "privileged_columns, val_fraction"),
+    ("'${DDSM_TEST_ROOT}'", "/nonexistent/ddsm", "data.root: /nonexistent/ddsm does not exist or is not a folder"),
+])
+def test_bad_real_data_section(tmp_path, monkeypatch, old, new, message):
+    monkeypatch.setenv("DDSM_TEST_ROOT", str(tmp_path))
+    path = write(tmp_path, REAL.replace(old, new))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_teacher_options_are_checked(tmp_path):
+    cxr = GOOD.replace("synthetic_ddsm", "synthetic_cxr").replace("choices: [lightgbm, mlp]", "choices: [hf_encoder]")
+    cxr = cxr.replace("      beta: {type: float, low: 0.0, high: 1.0, when: {teacher: mlp}}\n", "")
+    path = write(tmp_path, cxr)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: teacher_options.hf_encoder.model_path: missing: teacher 'hf_encoder' needs it"
+    path = write(tmp_path, cxr + "teacher_options: {hf_encoder: {model_path: /nonexistent/bert}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == (f"{path}: teacher_options.hf_encoder.model_path: value error, /nonexistent/bert is not a "
+                              "Hugging Face model folder (no config.json); nothing is downloaded")
