@@ -20,12 +20,12 @@ import yaml
 from mmpkd_core.data.base import PREPARED_COUNT
 from mmpkd_core.teachers.base import FIT_COUNT
 from study.executor import run_study
-from study.spec import spec_from_dict
+from study.spec import resolve_real_domain, spec_from_dict
 from study.store import Store
 
 
 def spec(name: str, kind: str, scheduler: str = "fifo", trials: int = 6):
-    raw = yaml.safe_load(open("search_spaces/ddsm.yaml"))
+    raw, _ = resolve_real_domain(yaml.safe_load(open("search_spaces/ddsm.yaml")))  # no data.root: the stand-in
     raw.update(name=name, data={**raw["data"], "n_train": 1000, "n_val": 100, "n_test": 100})
     raw["student"] = {**raw["student"], "epochs": 6}
     raw["executor"] = {**raw["executor"], "kind": kind, "trials": trials, "scheduler": scheduler, "grace_period": 2}

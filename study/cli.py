@@ -171,7 +171,8 @@ def methods() -> None:
     _say("attention methods: " + ", ".join(METHODS.names()))
     _say("localization metrics: " + ", ".join(METRICS.names()))
     _say("teachers: " + ", ".join(f"{t} ({TEACHERS.get(t).modality})" for t in TEACHERS.names()))
-    _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality})" for d in DOMAINS.names()))
+    _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality}{', real: needs data.root' if DOMAINS.get(d).is_real else ''})"
+                                 for d in DOMAINS.names()))
 
 
 def _resolve(con, names: list[str]) -> list[str]:

@@ -299,21 +299,29 @@ def expand_env(text: str) -> str:
 
 
 def resolve_real_domain(raw: dict) -> tuple[dict, str | None]:
-    """Expand ``data.root``; a real domain without a root becomes its synthetic stand-in."""
+    """Expand ``data.root``; a real domain without a root becomes its synthetic stand-in, with the
+    spec's ``stand_in`` sections (e.g. smaller images and student) merged over its own."""
     from mmpkd_core.data import DOMAINS
 
+    raw = dict(raw)
+    stand_in = raw.pop("stand_in", None)
+    if stand_in is not None and (not isinstance(stand_in, dict) or
+                                 not all(isinstance(v, dict) for v in stand_in.values())):
+        raise SpecError("stand_in", "must be a mapping of spec sections (data:, student:, ...) for the synthetic stand-in")
     data = raw.get("data")
     root = data.get("root") if isinstance(data, dict) else None
     if isinstance(root, str):
         root = expand_env(root).strip() or None
-        raw = {**raw, "data": {**data, "root": root}}
+        raw["data"] = {**data, "root": root}
     domain = raw.get("domain")
-    if isinstance(domain, str) and domain in DOMAINS and DOMAINS.get(domain).is_real and root is None:
-        data = raw.get("data")
-        if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if k not in ("root", "options", "skip_bad")}
-        return {**raw, "domain": DOMAINS.get(domain).synthetic, **({"data": data} if data is not None else {})}, domain
-    return raw, None
+    if not (isinstance(domain, str) and domain in DOMAINS and DOMAINS.get(domain).is_real and root is None):
+        return raw, None
+    if isinstance(raw.get("data"), dict):
+        raw["data"] = {k: v for k, v in raw["data"].items() if k not in ("root", "options", "skip_bad")}
+    for section, values in (stand_in or {}).items():
+        raw[section] = {**raw[section], **values} if isinstance(raw.get(section), dict) else values
+    raw["domain"] = DOMAINS.get(domain).synthetic
+    return raw, domain
 
 
 def spec_from_dict(raw: Any) -> StudySpec:

@@ -178,3 +178,27 @@ def test_teacher_options_are_checked(tmp_path):
         load_spec(path)
     assert str(err.value) == (f"{path}: teacher_options.hf_encoder.model_path: value error, /nonexistent/bert is not a "
                               "Hugging Face model folder (no config.json); nothing is downloaded")
+
+
+def test_stand_in_sections_size_the_synthetic_run_only(tmp_path, monkeypatch):
+    text = REAL.replace("image_size: 48", "image_size: 224").replace(
+        "objective:", "stand_in:\n  data: {image_size: 48}\n  student: {epochs: 1}\nobjective:")
+    monkeypatch.delenv("DDSM_TEST_ROOT", raising=False)
+    synth = load_spec(write(tmp_path, text))
+    assert synth.domain == "synthetic_ddsm" and synth.data.image_size == 48 and synth.student.epochs == 1
+    monkeypatch.setenv("DDSM_TEST_ROOT", str(tmp_path))
+    real = load_spec(write(tmp_path, text))
+    assert real.domain == "cbis_ddsm" and real.data.image_size == 224 and real.student.epochs == 3
+    path = write(tmp_path, text.replace("  data: {image_size: 48}\n", "  data: 48\n"))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == (f"{path}: stand_in: must be a mapping of spec sections (data:, student:, ...) for the "
+                              "synthetic stand-in")
+
+
+def test_shipped_specs_have_a_real_form(monkeypatch, tmp_path):
+    monkeypatch.setenv("CBIS_DDSM_ROOT", str(tmp_path))
+    monkeypatch.setenv("MIMIC_CXR_ROOT", str(tmp_path))
+    ddsm, cxr = load_spec("search_spaces/ddsm.yaml"), load_spec("search_spaces/cxr.yaml")
+    assert (ddsm.domain, cxr.domain) == ("cbis_ddsm", "mimic_cxr")
+    assert ddsm.data.image_size == cxr.data.image_size == 224 and cxr.data.label_noise is None
