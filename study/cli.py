@@ -376,7 +376,6 @@ def data_info(
     """Counts per split, label balance and ROI coverage of a prepared real data set, under the options given."""
     import importlib
 
-    import numpy as np
     import pandas as pd
 
     from mmpkd_core.data import load_domain
@@ -403,7 +402,7 @@ def data_info(
     skipped = f", {info['skipped']} skipped (listed in {folder / 'skipped.csv'})" if info["skipped"] else ""
     _say(f"prepared cache: {folder} ({info['images']} images{skipped}); privileged "
          f"{'report text' if d.text is not None else 'columns: ' + ', '.join(d.table.columns)}; "
-         f"{int(np.sum(d.images.shape[-1]))} px images")
+         f"{d.images.shape[-1]} px images")
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def device_line(spec: StudySpec) -> str:
 def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
     """Generate the data and fit every teacher the study can sample, once, before any trial."""
     from mmpkd_core.data import load_domain
-    from mmpkd_core.teachers import teacher_outputs
+    from mmpkd_core.teachers import TEACHERS, teacher_outputs
 
     t0 = time.perf_counter()
     data = load_domain(spec.domain, base.data, cache_dir)
@@ -97,7 +97,9 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
     for t in teachers:
         for seed in seeds:
             out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir, json.loads(base.teacher_options))
-            say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}")
+            note = " (a control that reads the labels: not a measure of skill)" if getattr(
+                TEACHERS.get(str(t)), "reads_labels", False) else ""
+            say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
 
 

@@ -28,6 +28,7 @@ from mmpkd_core.teachers.base import TEACHERS, Teacher
 class LabelSmoothingTeacher(Teacher):
     modality = "any"
     folds = 0  # nothing is fitted: no cross-fitting
+    reads_labels = True  # its outputs for validation and test images are their labels
     eps = 0.1
 
     def fit(self, data: DomainData) -> None:
@@ -44,6 +45,7 @@ class MatchedSmoothingTeacher(Teacher):
 
     modality = "any"
     folds = 0  # the reference's training-image logits are cross-fitted already
+    reads_labels = True
     reference: str
 
     def fit(self, data: DomainData) -> None:
