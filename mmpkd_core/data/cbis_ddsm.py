@@ -25,8 +25,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
-from mmpkd_core.data.prepared import (DataError, Item, build, default_workers, open_prepared, prepared_folder,
-                                      tables_digest)
+from mmpkd_core.data.prepared import (DataError, Item, build, data_root, default_workers, open_prepared,
+                                      prepared_folder, tables_digest)
 
 CSVS = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
         ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
@@ -53,12 +53,7 @@ def column_name(header: str) -> str:
 
 
 def _root(cfg: DataConfig) -> Path:
-    if not cfg.root:
-        raise DataError("cbis_ddsm needs data.root (or --root): the folder with the case-description CSVs")
-    root = Path(cfg.root).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a folder")
-    return root
+    return data_root(cfg, "cbis_ddsm", "the folder with the case-description CSVs")
 
 
 def _tables(root: Path) -> dict[tuple[str, str], Path]:

@@ -28,8 +28,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
-from mmpkd_core.data.prepared import (DataError, Item, build, default_workers, open_prepared, prepared_folder,
-                                      tables_digest)
+from mmpkd_core.data.prepared import (DataError, Item, build, data_root, default_workers, open_prepared,
+                                      prepared_folder, tables_digest)
 
 TABLES = {"metadata": "mimic-cxr-2.0.0-metadata.csv", "split": "mimic-cxr-2.0.0-split.csv",
           "chexpert": "mimic-cxr-2.0.0-chexpert.csv", "negbio": "mimic-cxr-2.0.0-negbio.csv"}
@@ -53,12 +53,7 @@ class Options(BaseModel):
 
 
 def _root(cfg: DataConfig) -> Path:
-    if not cfg.root:
-        raise DataError("mimic_cxr needs data.root (or --root): the MIMIC-CXR-JPG folder with its CSVs")
-    root = Path(cfg.root).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a folder")
-    return root
+    return data_root(cfg, "mimic_cxr", "the MIMIC-CXR-JPG folder with its CSVs")
 
 
 def _table_path(root: Path, name: str) -> Path:

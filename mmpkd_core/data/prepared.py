@@ -49,6 +49,16 @@ class Item:
     box_size: tuple[int, int] | None = None  # (width, height) the boxes refer to; None: the image's own
 
 
+def data_root(cfg, domain: str, what: str) -> Path:
+    """``cfg.root`` resolved, or one line saying what the domain needs there."""
+    if not cfg.root:
+        raise DataError(f"{domain} needs data.root (or --root): {what}")
+    root = Path(cfg.root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a folder")
+    return root
+
+
 @lru_cache(maxsize=64)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
