@@ -31,6 +31,10 @@ def _heatmaps(con, names: list[str], metric: str, pairs: list[tuple[str, str]]) 
             rows = table[table["domain"] == domain].to_dict("records")
             out.append((f"Ablation: {domain}, {rows_by} x {cols_by}",
                         render.heatmap_figure(rows, rows_by, cols_by, metric)))
+            controlled = [r for r in rows if "over_control" in r and r["over_control"] == r["over_control"]]
+            if controlled:
+                out.append((f"Privileged teacher over its control: {domain}",
+                            render.control_figure(controlled, rows_by, cols_by, metric)))
     return out
 
 

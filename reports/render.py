@@ -148,12 +148,33 @@ def heatmap_figure(table: list[dict], row_factor: str, col_factor: str, metric: 
         i, j = rows.index(str(r[row_factor])), cols.index(str(r[col_factor]))
         z[i][j] = r["gain"]
         text[i][j] = f"{r['gain']:+.3f}<br>[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]<br>n={r['trials']}"
+        if "over_control" in r and r["over_control"] == r["over_control"]:  # not NaN: the row has a control
+            text[i][j] += f"<br>vs control {r['over_control']:+.3f}"
     bound = max([abs(v) for row in z for v in row if v is not None] + [1e-6])
     fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", colorscale="RdBu",
                                zmid=0, zmin=-bound, zmax=bound, colorbar=dict(title="gain")))
     chance = ", ".join(f"{k.removeprefix('chance_')} {table[0][k]:.3f}" for k in table[0] if k.startswith("chance_")) if table else ""
     fig.update_layout(title=f"Mean gain in {metric} by {row_factor} x {col_factor} (chance levels: {chance})",
                       xaxis_title=col_factor, yaxis_title=row_factor, height=160 + 90 * len(rows), template="plotly_white")
+    return fig
+
+
+def control_figure(table: list[dict], row_factor: str, col_factor: str, metric: str) -> go.Figure:
+    """Each privileged teacher's gain over the no-distillation baseline beside its gain over its
+    control teacher (soft targets without the privileged modality), with 95% intervals."""
+    x = [f"{r[row_factor]} / {r[col_factor]}" for r in table]
+    fig = go.Figure()
+    for name, key, lo, hi in (("over the baseline", "gain", "ci_low", "ci_high"),
+                              ("over its control", "over_control", "over_control_low", "over_control_high")):
+        fig.add_trace(go.Bar(
+            name=name, x=x, y=[r[key] for r in table],
+            error_y=dict(type="data", symmetric=False, array=[r[hi] - r[key] for r in table],
+                         arrayminus=[r[key] - r[lo] for r in table]),
+            customdata=[r["control"] for r in table],
+            hovertemplate="%{x}<br>" + name + " (%{customdata}): %{y:+.3f}<extra></extra>"))
+    fig.update_layout(barmode="group", template="plotly_white", height=420, yaxis_title=f"gain in {metric}",
+                      title=f"Gain in {metric}: over the baseline, and over the control "
+                            f"({', '.join(sorted({r['control'] for r in table}))})")
     return fig
 
 

@@ -153,8 +153,19 @@ def trial_gains(con, studies: list[str], n_boot: int = 1000) -> pd.DataFrame:
 
 
 def two_level_rows(d: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Two-level bootstrap of the mean over trials (rows of ``d``) of each trial's mean over images:
-    resample trials, then images within each; vectorised (one resampling-count matrix for images)."""
+    """Two-level bootstrap interval of the mean over trials (rows of ``d``) of each trial's mean over
+    images: resample trials, then images within each."""
+    return _interval(two_level_draws(d, n_boot, seed), level)
+
+
+def _interval(means: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    a = (1 - level) / 2
+    return float(np.nanquantile(means, a)), float(np.nanquantile(means, 1 - a))
+
+
+def two_level_draws(d: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``n_boot`` bootstrap means (trials, then images within each); vectorised with one
+    resampling-count matrix for the images."""
     T, n = d.shape
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)  # (n_boot, images)
@@ -162,9 +173,17 @@ def two_level_rows(d: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.9
     with np.errstate(invalid="ignore", divide="ignore"):
         per_trial = (counts @ np.where(ok, d, 0.0).T) / (counts @ ok.T)  # (n_boot, T)
     picks = rng.integers(0, T, size=(n_boot, T))
-    means = _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
-    a = (1 - level) / 2
-    return float(np.nanquantile(means, a)), float(np.nanquantile(means, 1 - a))
+    return _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
+
+
+def control_of(teacher: str, present: set[str]) -> str | None:
+    """The control a privileged teacher's gain is read against: its confidence-matched label
+    smoothing if the study ran it, else plain label smoothing, else self-distillation."""
+    from mmpkd_core.teachers import TEACHERS
+
+    if teacher not in TEACHERS or TEACHERS.get(teacher).modality == "any" or hasattr(TEACHERS.get(teacher), "reference"):
+        return None
+    return next((c for c in (f"matched_{teacher}", "label_smoothing", "image_self") if c in present), None)
 
 
 def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 1000) -> pd.DataFrame:
@@ -205,6 +224,36 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
                         for c in CHANCE}})
     out = pd.DataFrame(rows)
     out.insert(out.columns.get_loc("test") + 1, "p_holm", holm(out["p_value"].to_numpy()))
+    if "teacher" in by:
+        out = _over_control(out, keys[~is_chance], d, by, n_boot)
+    return out
+
+
+def _over_control(out: pd.DataFrame, keys: pd.DataFrame, d: np.ndarray, by: list[str], n_boot: int) -> pd.DataFrame:
+    """Beside each privileged teacher's gain over the baseline: its gain over its control teacher at
+    the same levels of the other factors (difference of the two groups' mean gains; the interval
+    resamples each group's trials and images independently)."""
+    present = set(keys["teacher"])
+    if not any(control_of(t, present) for t in present):
+        return out  # no control teacher in these studies: no columns for it
+    groups = {k if isinstance(k, tuple) else (k,): g.index.to_numpy() for k, g in keys.groupby(by, sort=True, dropna=False)}
+    cols = {"control": [], "over_control": [], "over_control_low": [], "over_control_high": []}
+    for _, row in out.iterrows():
+        control = control_of(row["teacher"], present)
+        mine = tuple(row[f] for f in by)
+        theirs = tuple(control if f == "teacher" else row[f] for f in by)
+        if control is None or theirs not in groups:
+            for c, v in zip(cols, (control, np.nan, np.nan, np.nan)):
+                cols[c].append(v)
+            continue
+        a, b = d[groups[mine]], d[groups[theirs]]
+        diff = two_level_draws(a, n_boot, seed=1) - two_level_draws(b, n_boot, seed=2)
+        lo, hi = _interval(diff)
+        for c, v in zip(cols, (control, float(_nanmean(_nanmean(a, 1)) - _nanmean(_nanmean(b, 1))), lo, hi)):
+            cols[c].append(v)
+    at = out.columns.get_loc("ci_high") + 1
+    for i, (c, v) in enumerate(cols.items()):
+        out.insert(at + i, c, v)
     return out
 
 

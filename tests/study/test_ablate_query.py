@@ -95,3 +95,32 @@ def test_query_reads_and_refuses_to_write(demo_db):
                                                            "the database")
     bad = cli(["query", "SELECT nope FROM trials", "--db", str(demo_db)], demo_db.parent)
     assert bad.returncode == 1 and bad.stderr.startswith("error: query failed: Binder Error")
+
+
+def test_a_privileged_teacher_is_read_against_its_control(demo_db):
+    import duckdb
+
+    from conftest import EPOCHS, config, result
+    from study.store import Store
+
+    store = Store(demo_db)
+    base = {r[0]: r[1] for r in store.con.execute(
+        "SELECT method || '|' || metric, list(value ORDER BY image_id) FROM localization "
+        "WHERE trial_id = 'baseline-b0' GROUP BY ALL").fetchall()}
+    for i in (4, 5):  # the control's students gain +0.1 relevance mass under rollout
+        s = {k: list(np.clip(np.array(v) + (0.1 if k == "rollout|relevance_mass" else 0.0), 0, 1)) for k, v in base.items()}
+        store.trial_started("demo", f"{i:04d}", i, config("matched_mlp", 0.5), {"teacher": "matched_mlp"}, f"h{i}", "b0")
+        store.trial_finished("demo", f"{i:04d}", "completed", EPOCHS, result(0, s))
+    store.close()
+    con = duckdb.connect(str(demo_db), read_only=True)
+    t = ablation(con, ["demo"], ["teacher", "attention_method"], "relevance_mass", n_boot=500)
+    con.close()
+    rows = {(r.teacher, r.attention_method): r for r in t.itertuples()}
+    mlp, ctl = rows[("mlp", "rollout")], rows[("matched_mlp", "rollout")]
+    assert mlp.control == "matched_mlp" and mlp.over_control == pytest.approx(mlp.gain - ctl.gain, abs=1e-12)
+    assert 0.15 < mlp.over_control < 0.25 and 0 < mlp.over_control_low <= mlp.over_control <= mlp.over_control_high
+    assert rows[("mlp", "raw_cls")].over_control == pytest.approx(0.0, abs=1e-12)
+    assert rows[("lightgbm", "rollout")].control is None and np.isnan(rows[("lightgbm", "rollout")].over_control)
+    assert ctl.control is None  # a control has no control
+    assert list(t.columns[t.columns.get_loc("ci_high") + 1:][:4]) == ["control", "over_control", "over_control_low",
+                                                                       "over_control_high"]
