@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import scores
@@ -121,7 +122,7 @@ def test_a_privileged_teacher_is_read_against_its_control(demo_db):
     assert 0.15 < mlp.over_control < 0.25 and 0 < mlp.over_control_low
     assert mlp.over_control_low - 1e-9 <= mlp.over_control <= mlp.over_control_high + 1e-9
     assert rows[("mlp", "raw_cls")].over_control == pytest.approx(0.0, abs=1e-12)
-    assert rows[("lightgbm", "rollout")].control is None and np.isnan(rows[("lightgbm", "rollout")].over_control)
-    assert ctl.control is None  # a control has no control
+    assert pd.isna(rows[("lightgbm", "rollout")].control) and np.isnan(rows[("lightgbm", "rollout")].over_control)
+    assert pd.isna(ctl.control)  # a control has no control
     assert list(t.columns[t.columns.get_loc("ci_high") + 1:][:4]) == ["control", "over_control", "over_control_low",
                                                                        "over_control_high"]
