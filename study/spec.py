@@ -33,6 +33,7 @@ class DataSpec(Strict):
     image_size: int = Field(48, ge=16, le=1024)
     seed: int = 0
     label_noise: float | None = Field(None, ge=0.0, le=0.5)
+    shortcut: float = Field(0.0, ge=0.0, le=1.0)  # synthetic_cxr: a corner marker following the given label
     # Real domains (cbis_ddsm, mimic_cxr): the data set's folder -- ``${VAR}`` reads an environment
     # variable; empty or unset runs the domain's synthetic stand-in -- and the domain's options.
     root: str | None = None
@@ -164,7 +165,7 @@ class StudySpec(Strict):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-LATER_FIELDS = [("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
+LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
                 ("student", "pretrained", None), (None, "teacher_options", {})]
 
 

@@ -22,7 +22,7 @@ from study.stats import PairingError
 
 SPECS = Path(__file__).resolve().parent.parent / "search_spaces" / "validation"
 PRIVILEGED, CONTROL = "bert_scratch", "matched_bert_scratch"
-QUICK = {"data": {"n_train": 500, "n_val": 100, "n_test": 100}, "student": {"epochs": 10}, "seeds": [0, 1]}
+QUICK = {"data": {"n_train": 1000, "n_val": 100, "n_test": 100}, "student": {"epochs": 10}, "seeds": [0, 1]}
 
 
 def load(kind: str, quick: bool = False, data_seed: int | None = None, name: str | None = None):

@@ -29,6 +29,9 @@ class DataConfig:
     # Fraction of *training* image labels that are wrong while the privileged modality
     # states the truth. None = the domain's documented default.
     label_noise: float | None = None
+    # synthetic_cxr: a corner marker that follows the *given* training label with this probability
+    # (and is absent/present at random on validation and test images); 0 = no marker. See its docstring.
+    shortcut: float = 0.0
     # Real domains only: the data set's folder, and the domain's options as sorted JSON (a string,
     # so that the config stays hashable). Synthetic domains ignore both.
     root: str | None = None
@@ -45,7 +48,7 @@ class DataConfig:
     def identity(self) -> dict:
         """The fields, less the real-data ones at their defaults: keys made before those existed stay valid."""
         d = asdict(self)
-        for k, default in (("root", None), ("options", "{}"), ("skip_bad", False)):
+        for k, default in (("shortcut", 0.0), ("root", None), ("options", "{}"), ("skip_bad", False)):
             if d[k] == default:
                 del d[k]
         return d

@@ -19,6 +19,19 @@ really contain the opacity -- that is how distillation can sharpen localization 
 At ``label_noise = 0`` the report adds nothing about presence that the labels lack (only the
 coarse location in words, which the text teacher cannot pass through logits).
 Validation and test labels are always the truth.
+
+Wrong labels alone leave a student nothing else to look at: it learns the opacity more slowly but
+its attention has nowhere to go but the opacity, so localization moves little and noisily (the
+known-answer check measured a gain in AUROC, 0.95 against 0.87, without a consistent gain in
+localization). Real labels are wrong in a structured way: the process that mislabels an image
+also leaves traces on it (a portable-film marker, a device, a hospital's burn-in). ``shortcut``
+(``data.shortcut``, default 0: none) adds such a trace: a bright marker in the top-left corner,
+present on a training image with probability ``shortcut`` if its *given* label is positive and
+``1 - shortcut`` if negative; on validation and test images it is present at random, independent
+of the truth. A student trained on the given labels can then predict them from the marker, and
+looks there; soft targets from a teacher that knows the truth make the marker useless and leave
+the opacity as the only cue. With ``label_noise = 0`` the marker follows the truth, which the
+labels already say: a privileged teacher adds nothing.
 """
 from __future__ import annotations
 
@@ -93,6 +106,12 @@ def generate(cfg: DataConfig) -> DomainData:
     zone = np.where(cy < lung_cy - 0.07 * S, "upper", np.where(cy > lung_cy + 0.07 * S, "lower", "mid"))
     noise = DEFAULT_LABEL_NOISE if cfg.label_noise is None else cfg.label_noise
     labels = noisy_training_labels(true, split, noise, rng)
+    if cfg.shortcut > 0:  # its own stream: the images without a marker stay bit for bit as they were
+        srng = np.random.default_rng([cfg.seed, 7])
+        p = np.where(split == "train", np.where(labels == 1, cfg.shortcut, 1 - cfg.shortcut), 0.5)
+        marked = srng.random(n) < p
+        m = max(2, S // 12)
+        img[marked, 1:1 + m, 1:1 + m] = 0.9
     return DomainData(
         domain="synthetic_cxr", modality="text",
         images=np.clip(img, 0, 1).astype(np.float32)[:, None], labels=labels, true_labels=true,

@@ -54,3 +54,17 @@ def test_cache_generates_once(tmp_path):
     assert PREPARED_COUNT["generated"] == before + 1
     np.testing.assert_array_equal(a.images, b.images)
     assert a.table.equals(b.table)
+
+
+def test_cxr_shortcut_marker_follows_the_given_label_in_training_only():
+    gen = DOMAINS.get("synthetic_cxr").generate
+    plain = gen(DataConfig(n_train=400, n_val=200, n_test=200, image_size=48, seed=2, label_noise=0.4))
+    marked = gen(DataConfig(n_train=400, n_val=200, n_test=200, image_size=48, seed=2, label_noise=0.4, shortcut=0.9))
+    m = marked.images[:, 0, 1:5, 1:5].min(axis=(1, 2)) == np.float32(0.9)  # the 4x4 marker at (1, 1)
+    np.testing.assert_array_equal(plain.images[~m], marked.images[~m])  # nothing else moved
+    np.testing.assert_array_equal(plain.labels, marked.labels)
+    tr, held = marked.split == "train", marked.split != "train"
+    assert 0.85 < m[tr & (marked.labels == 1)].mean() < 0.95 and 0.05 < m[tr & (marked.labels == 0)].mean() < 0.15
+    # on validation and test images it says nothing about the truth
+    assert abs(m[held & (marked.true_labels == 1)].mean() - m[held & (marked.true_labels == 0)].mean()) < 0.15
+    assert not marked.masks[:, 1:5, 1:5].any()  # the ROI is the opacity, never the marker
