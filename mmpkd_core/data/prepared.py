@@ -158,44 +158,54 @@ def build(folder: Path, items: list[Item], meta: pd.DataFrame, size: int, skip_b
           say=print, skipped: list[tuple[str, str]] = ()) -> dict:
     """Decode ``items`` (in ``meta``'s row order) into ``folder``; stop on bad input with a count and
     the first case, unless ``skip_bad`` (then the skipped inputs -- with ``skipped``, those the caller
-    dropped already -- are listed in ``skipped.csv``)."""
+    dropped already -- are listed in ``skipped.csv``). Images stream into memory-mapped files, so a
+    data set larger than memory prepares in constant memory; nothing is left behind on failure."""
     t0 = time.perf_counter()
     n = len(items)
-    images = np.zeros((n, 1, size, size), dtype=np.uint8)
-    masks = np.zeros((n, size, size), dtype=bool)
-    errors: list[tuple[str, str]] = []
-    jobs = [(it, size) for it in items]
-    if workers > 1 and n > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_work, jobs, chunksize=max(1, n // (workers * 8))))
-    else:
-        results = [_work(j) for j in jobs]
-    keep = np.ones(n, dtype=bool)
-    for i, (out, err) in enumerate(results):
-        if err is not None:
-            errors.append((items[i].image_id, err))
-            keep[i] = False
-        else:
-            images[i, 0], masks[i] = out
-    if errors and not skip_bad:
-        raise DataError(f"{len(errors)} of {n} images could not be prepared; first: {errors[0][1]}. Fix the files "
-                        "or pass --skip-bad to skip them (they are listed in the prepared cache)")
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {name: folder / f"{name}.partial" for name in ("images.npy", "masks.npy")}
+    try:
+        images = np.lib.format.open_memmap(parts["images.npy"], mode="w+", dtype=np.uint8, shape=(n, 1, size, size))
+        masks = np.lib.format.open_memmap(parts["masks.npy"], mode="w+", dtype=bool, shape=(n, size, size))
+        errors: list[tuple[str, str]] = []
+        keep = np.ones(n, dtype=bool)
+        jobs = ((it, size) for it in items)
+        with ProcessPoolExecutor(max_workers=workers) if workers > 1 and n > 1 else _Inline() as pool:
+            for i, (out, err) in enumerate(pool.map(_work, jobs, chunksize=max(1, min(64, n // (workers * 8) or 1)))):
+                if err is not None:
+                    errors.append((items[i].image_id, err))
+                    keep[i] = False
+                else:
+                    images[i, 0], masks[i] = out
+        if errors and not skip_bad:
+            raise DataError(f"{len(errors)} of {n} images could not be prepared; first: {errors[0][1]}. Fix the files "
+                            "or pass --skip-bad to skip them (they are listed in the prepared cache)")
+        if not keep.all():  # drop the skipped rows, a block at a time
+            kept = np.flatnonzero(keep)
+            for name, arr in (("images.npy", images), ("masks.npy", masks)):
+                out = np.lib.format.open_memmap(folder / f"{name}.kept", mode="w+", dtype=arr.dtype,
+                                                shape=(len(kept), *arr.shape[1:]))
+                for start in range(0, len(kept), 1024):
+                    out[start:start + 1024] = arr[kept[start:start + 1024]]
+                out.flush()
+                del out
+                os.replace(folder / f"{name}.kept", parts[name])
+        images.flush()
+        masks.flush()
+        del images, masks
+    except BaseException:
+        for p in [*parts.values(), *(folder / f"{k}.kept" for k in parts)]:
+            p.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        raise
     errors = list(skipped) + errors
     seconds = time.perf_counter() - t0
     meta = meta.reset_index(drop=True)[keep].reset_index(drop=True)
     info = {"images": int(keep.sum()), "skipped": len(errors), "image_size": size, "seconds": round(seconds, 2),
             "images_per_second": round(n / seconds, 1) if seconds > 0 else None, "workers": workers}
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def save(name: str, arr: np.ndarray) -> None:
-        def write(p: Path) -> None:
-            with open(p, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
-                np.save(f, arr)
-
-        atomic_write(folder / name, write)
-
-    save("images.npy", images[keep])
-    save("masks.npy", masks[keep])
+    for name, part in parts.items():
+        os.replace(part, folder / name)
     atomic_write(folder / "meta.parquet", lambda p: meta.to_parquet(p, index=False))
     if errors:
         atomic_write(folder / "skipped.csv",
@@ -204,6 +214,19 @@ def build(folder: Path, items: list[Item], meta: pd.DataFrame, size: int, skip_b
     atomic_write(folder / "prepared.json", lambda p: p.write_text(json.dumps(info, indent=1)))  # last: marks it complete
     PREPARE_COUNT["prepared"] += 1
     return info
+
+
+class _Inline:
+    """``ProcessPoolExecutor``'s ``map`` in this process (one worker)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, iterable, chunksize=1):
+        return map(fn, iterable)
 
 
 def open_prepared(folder: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
