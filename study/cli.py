@@ -267,8 +267,9 @@ def query(
 def validate_engine(
     db: Path = typer.Option(Path("validation.duckdb"), "--db", help="Database for the validation studies"),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 2 seeds (minutes, for a smoke check)"),
-    null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null with this many other data seeds "
-                                                                 "and report the share of intervals excluding zero"),
+    null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null, at the --quick sizes with 6 seeds, "
+                                                                 "for this many other data seeds, and report the share "
+                                                                 "of intervals that exclude zero"),
     cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
     fmt: str = FORMAT,
 ) -> None:
@@ -276,11 +277,11 @@ def validate_engine(
     import pandas as pd
 
     from study.store import connect
-    from study.validate import contrast, load, verdict
+    from study.validate import REPEAT_SEEDS, contrast, load, seed_split_contrast, verdict
 
     _check_format(fmt)
     plan = [("planted", load("planted", quick)), ("null", load("null", quick))]
-    plan += [("repeat", load("null", quick, data_seed=r, name=f"{plan[1][1].name}-data{r}"))
+    plan += [("repeat", load("null", True, data_seed=r, name=f"validation-null-repeat-data{r}", seeds=REPEAT_SEEDS))
              for r in range(1, null_repeats + 1)]
     _run_specs([s for _, s in plan], db, False, False, None, cache_dir)
     con = connect(str(db), read_only=True)
@@ -288,17 +289,23 @@ def validate_engine(
         tables = []
         for kind, spec in plan:
             t = contrast(con, spec.name)
-            t["expectation"] = "null" if kind == "repeat" else kind
-            t["verdict"] = [verdict(e, lo, hi) for e, lo, hi in zip(t["expectation"], t["ci_low"], t["ci_high"])]
+            t["expectation"], t["contrast"] = ("null" if kind == "repeat" else kind), "privileged - control"
             tables.append(t)
+            if kind == "repeat":
+                aa = seed_split_contrast(con, spec.name)
+                aa["expectation"], aa["contrast"] = "null", "seeds 0-2 - seeds 3-5"
+                tables.append(aa)
     finally:
         con.close()
     table = pd.concat(tables, ignore_index=True)
+    table["verdict"] = [verdict(e, lo, hi) for e, lo, hi in zip(table["expectation"], table["ci_low"], table["ci_high"])]
     _emit(table, fmt)
-    nulls = table[table["expectation"] == "null"]
-    if len(nulls):
-        share = float((nulls["verdict"] == "FALSE POSITIVE").mean())
-        _say(f"null intervals excluding zero: {share:.1%} of {len(nulls)} (nominal 5%)")
+    for label, rows in (("privileged - control", table[(table["expectation"] == "null")
+                                                       & (table["contrast"] == "privileged - control")]),
+                        ("seed halves (A/A)", table[table["contrast"] == "seeds 0-2 - seeds 3-5"])):
+        if len(rows):
+            share = float((rows["verdict"] == "FALSE POSITIVE").mean())
+            _say(f"null intervals excluding zero, {label}: {share:.1%} of {len(rows)} (nominal 5%)")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect the real data sets (cbis_ddsm, mimic_cxr).")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import duckdb
+import numpy as np
 import pytest
 
 from study.validate import contrast, load, verdict
@@ -36,4 +37,30 @@ def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_di
     # paired: both teachers' students scored on the same 2 seeds x the same test images with a finding
     assert (planted["seeds"] == 2).all() and (null["seeds"] == 2).all()
     assert planted["images"].nunique() == 1 and null["images"].nunique() == 1
-    assert "null intervals excluding zero" in out.stdout
+    assert "null intervals excluding zero, privileged - control" in out.stdout
+
+
+def test_seed_halves_are_paired_by_image(tmp_path):
+    """The A/A check: seeds 0-1 minus seeds 2-3 of the privileged teacher, image by image."""
+    from conftest import EPOCHS, config, result
+
+    from study.store import Store
+    from study.validate import seed_split_contrast
+
+    store = Store(tmp_path / "v.duckdb")
+    store.create_study("aa", "synthetic_cxr", "{}", "h")
+    rng = np.random.default_rng(0)
+    base = {f"rollout|{m}": list(rng.random(30)) for m in ("pointing_game", "relevance_mass")}
+    for seed in range(4):
+        shift = 0.1 if seed >= 2 else 0.0
+        s = {k: [x + shift for x in v] for k, v in base.items()}
+        tid = f"t{seed}"
+        store.trial_started("aa", tid, 0, config("bert_scratch", 0.5, seed), {"teacher": "bert_scratch"}, f"h{seed}", "b0")
+        store.trial_finished("aa", tid, "completed", EPOCHS, result(seed, s))
+    store.close()
+    con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
+    t = seed_split_contrast(con, "aa", n_boot=200)
+    con.close()
+    assert list(t["metric"]) == ["pointing_game", "relevance_mass"] and (t["seeds"] == 4).all() and (t["images"] == 30).all()
+    np.testing.assert_allclose(t["privileged_minus_control"], -0.1, atol=1e-12)
+    np.testing.assert_allclose(t[["ci_low", "ci_high"]].to_numpy(), -0.1, atol=1e-12)
