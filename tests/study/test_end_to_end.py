@@ -115,7 +115,7 @@ def test_bad_spec_stops_before_anything_is_written(tmp_path, cache_dir):
     assert out.returncode == 1
     assert out.stderr.strip() == (
         "error: bad.yaml: search_space.teacher.choices[0]: teacher 'bert_scratch' reads text but domain "
-        "'synthetic_ddsm' has tabular; use one of: image_self, label_smoothing, lightgbm, mlp")
+        "'synthetic_ddsm' has tabular; use one of: image_self, label_smoothing, lightgbm, matched_lightgbm, matched_mlp, mlp")
     assert out.stdout == ""
     assert not (tmp_path / "t.duckdb").exists()
 
