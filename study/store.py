@@ -127,7 +127,8 @@ class Store:
 
     def resume_state(self, study: str) -> tuple[dict[int, dict], dict[int, dict]]:
         """For resuming a study that was stopped: drop every trial that was still running when the
-        process died (a recipe counts as running if any of its seeds does), in one transaction, and
+        process died (a recipe counts as running if any of its seeds does) and every baseline that did
+        not complete (it is run again), in one transaction, and
         return ``(finished, killed)``: recipe number -> {"params", "status", "value"} for the finished
         ones, recipe number -> {"params"} for those to re-run."""
         rows = self.con.execute("""
@@ -143,8 +144,9 @@ class Store:
                          "failed" if "failed" in statuses else "pruned"
                 finished[number] = {**entry, "status": status, "value": value}
         with self.transaction():
-            doomed = "(SELECT trial_id FROM trials WHERE study = ? AND (status = 'running' OR number IN ({})))".format(
-                ",".join(str(n) for n in killed) or "NULL")
+            # baselines that did not complete run again under the same trial id: their rows go too
+            doomed = ("(SELECT trial_id FROM trials WHERE study = ? AND (status = 'running' OR number IN ({}) "
+                      "OR (is_baseline AND status <> 'completed')))").format(",".join(str(n) for n in killed) or "NULL")
             for table in ("maps", "gains", "localization", "evaluation", "epochs"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study])
             self.con.execute(f"DELETE FROM trials WHERE study = ? AND trial_id IN {doomed}", [study, study])

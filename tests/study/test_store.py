@@ -51,6 +51,24 @@ def test_baseline_trials_are_marked(tmp_path):
     assert store.completed_baselines() == {"abc"}
 
 
+def test_resume_drops_baselines_that_did_not_complete(tmp_path):
+    """A baseline killed with its Ray worker is stored as failed; resuming runs it again under the
+    same trial id, so its row must go (it once stopped a resume with a duplicate key)."""
+    store = Store(tmp_path / "s.duckdb")
+    store.create_study("s", "synthetic_ddsm", "{}", "h")
+    base = dict(CONFIG, alpha=0.0, beta=0.0)
+    for key, status in (("baseline-ok", "completed"), ("baseline-killed", "failed")):
+        store.trial_started("s", key, None, base, {}, key, None)
+        store.trial_finished("s", key, status, EPOCHS, RESULT if status == "completed" else None,
+                             error=None if status == "completed" else "worker died")
+    store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "t0", "baseline-ok")
+    store.trial_finished("s", "0000", "completed", EPOCHS, RESULT)
+    finished, killed = store.resume_state("s")
+    assert set(finished) == {0} and killed == {}
+    assert store.con.execute("SELECT trial_id FROM trials ORDER BY trial_id").fetchall() == [("0000",), ("baseline-ok",)]
+    store.trial_started("s", "baseline-killed", None, base, {}, "baseline-killed", None)  # no duplicate key
+
+
 def test_a_second_writer_gets_a_clear_message(tmp_path):
     path = tmp_path / "s.duckdb"
     store = Store(path)
