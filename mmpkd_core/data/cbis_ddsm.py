@@ -4,7 +4,9 @@ Layout (``data.root``): the four case-description CSVs as TCIA distributes them
 (``mass_case_description_{train,test}_set.csv``, ``calc_case_description_{train,test}_set.csv``) at
 the root, with the image tree beside them or under ``CBIS-DDSM/``, in the classic TCIA layout that
 the CSVs' ``image file path`` and ``ROI mask file path`` name. A PNG/JPEG conversion of that tree
-(the same paths with ``.png``/``.jpg``/``.jpeg`` in place of ``.dcm``) is read as well.
+(the same paths with ``.png``/``.jpg``/``.jpeg`` in place of ``.dcm``) is read as well, and so is
+the descriptive layout of NBIA's downloader (``<case>/<date-...>/<n>.000000-full mammogram
+images-<id>/1-1.dcm``, ``<case>_1/.../<n>.000000-ROI mask images-<id>/1-2.dcm``).
 
 One row per image (a mammogram can hold several abnormalities): the ROI mask is the union of its
 abnormalities' masks; the label is malignant (1) if any abnormality is, benign (0) otherwise;
@@ -95,14 +97,25 @@ def _image_base(root: Path) -> Path:
     return root / "CBIS-DDSM" if (root / "CBIS-DDSM").is_dir() else root
 
 
-def resolve(base: Path, rel: str) -> Path | None:
-    """The file a CSV path names: as written, or its PNG/JPEG conversion."""
+SERIES = {"image": "full mammogram images", "mask": "ROI mask images"}  # NBIA's descriptive series folders
+
+
+def resolve(base: Path, rel: str, kind: str = "image") -> Path | None:
+    """The file a CSV path names: as written (classic TCIA layout), its PNG/JPEG conversion, or --
+    in the descriptive layout of NBIA's downloader, where the folders under the case folder carry
+    the date and series description instead of UIDs -- the one DICOM of the case folder's
+    ``full mammogram images`` (or ``ROI mask images``) series."""
     p = base / rel
     if p.is_file():
         return p
     for suffix in IMAGE_SUFFIXES:
         if p.with_suffix(suffix).is_file():
             return p.with_suffix(suffix)
+    case = base / Path(rel).parts[0]
+    if case.is_dir():
+        found = [f for f in case.glob("*/*/*.dcm") if SERIES[kind].lower() in f.parent.name.lower()]
+        if len(found) == 1:
+            return found[0]
     return None
 
 
@@ -110,8 +123,8 @@ def plan(root: Path, skip_bad: bool) -> tuple[list[Item], pd.DataFrame, list[tup
     """One ``Item`` and one metadata row per image; rows naming missing files stop here (or are skipped)."""
     rows = read_tables(root)
     base = _image_base(root)
-    rows["image"] = [resolve(base, p) for p in rows["image_file_path"]]
-    rows["mask"] = [resolve(base, p) for p in rows["roi_mask_file_path"]]
+    rows["image"] = [resolve(base, p, "image") for p in rows["image_file_path"]]
+    rows["mask"] = [resolve(base, p, "mask") for p in rows["roi_mask_file_path"]]
     missing = rows["image"].isna() | rows["mask"].isna()
     skipped = []
     if missing.any():

@@ -210,3 +210,26 @@ def test_mimic_missing_report_and_missing_ms_cxr(cxr_root, tmp_path):
     (root / "MS_CXR_Local_Alignment_v1.1.0.csv").unlink()
     with pytest.raises(DataError, match="^no MS_CXR_Local_Alignment_v\\*.csv in .*: MS-CXR boxes are the ROI ground"):
         load_domain("mimic_cxr", cfg(root), str(tmp_path))
+
+
+def test_cbis_ddsm_reads_nbias_descriptive_layout(ddsm_root, tmp_path):
+    """NBIA's downloader names the folders by date and series, not by the UIDs the CSVs give."""
+    root = copy(ddsm_root, tmp_path)
+    tree = root / "CBIS-DDSM"
+    for case in sorted(p for p in tree.iterdir() if p.is_dir()):
+        for f in list(case.rglob("*.dcm")):
+            mask = case.name.rsplit("_", 1)[-1].isdigit() and f.name == "000001.dcm"
+            series = "ROI mask images" if mask else ("cropped images" if case.name[-1].isdigit() else
+                                                   "full mammogram images")
+            dst = case / "07-20-2016-DDSM-NA-74994" / f"1.000000-{series}-24515" / ("1-2.dcm" if mask else "1-1.dcm")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            f.rename(dst)
+        for d in sorted((p for p in case.glob("1.3.6.*")), reverse=True):
+            shutil.rmtree(d)
+    crop = tree / "Calc-Test_P_00001_RIGHT_CC_1" / "07-20-2016-DDSM-NA-74994" / "1.000000-cropped images-24515" / "1-1.dcm"
+    real_layouts.write_dicom(crop, np.zeros((9, 9), dtype=np.uint8))  # a cropped image beside the mask: not picked
+    a = load_domain("cbis_ddsm", cfg(ddsm_root), str(tmp_path / "a"))
+    b = load_domain("cbis_ddsm", cfg(root), str(tmp_path / "b"))
+    np.testing.assert_array_equal(a.image_ids, b.image_ids)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.masks, b.masks)
