@@ -18,9 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import real_layouts  # noqa: E402
 
-from mmpkd_core.data import DataConfig, load_domain  # noqa: E402
-from mmpkd_core.data.cbis_ddsm import ensure_prepared  # noqa: E402
-from mmpkd_core.data.prepared import PREPARE_COUNT  # noqa: E402
+from mmpkd_core.data import DOMAINS, DataConfig, load_domain  # noqa: E402
+from mmpkd_core.data.prepared import PREPARE_COUNT, ensure_prepared  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +40,8 @@ def main() -> None:
         rates = {}
         for workers in (1, os.cpu_count() or 1):
             t = time.perf_counter()
-            ensure_prepared(cfg, os.path.join(tmp, f"cache{workers}"), workers=workers, force=True, say=lambda m: None)
+            ensure_prepared(DOMAINS.get("cbis_ddsm"), cfg, os.path.join(tmp, f"cache{workers}"), workers=workers,
+                            force=True, say=lambda m: None)
             sec = time.perf_counter() - t
             rates[workers] = n / sec
             print(f"| {workers} | {sec:.1f} | {n / sec:.1f} |")

@@ -162,8 +162,6 @@ def _check_student(spec: StudySpec) -> None:
 
 def _check_data(spec, domain) -> None:
     """A real domain's root exists and its options are the domain's; a synthetic one takes none."""
-    from pydantic import ValidationError
-
     d = spec.data
     if not domain.is_real:
         for key in ("options", "root"):
@@ -173,29 +171,26 @@ def _check_data(spec, domain) -> None:
     root = Path(d.root).expanduser()
     if not root.is_dir():
         raise SpecError("data.root", f"{root} does not exist or is not a folder")
-    try:
-        domain.options.model_validate(d.options)
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(["data", "options", *map(str, e["loc"])])
-        if e["type"] == "extra_forbidden":
-            raise SpecError(where, f"unknown option; {spec.domain} takes: {', '.join(domain.options.model_fields)}") \
-                from None
-        raise SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None
+    _check_options(domain.options, d.options, "data.options", spec.domain, spec.domain)
 
 
 def _check_teacher_options(name: str, cls, opts: dict) -> None:
-    from pydantic import ValidationError
-
     if cls.Options is None:
         raise SpecError(f"teacher_options.{name}", f"teacher '{name}' takes no options")
+    _check_options(cls.Options, opts, f"teacher_options.{name}", name, f"teacher '{name}'")
+
+
+def _check_options(model, opts: dict, where: str, owner: str, needer: str) -> None:
+    """``opts`` against an options model, the first problem as one line at ``where.<key>``."""
+    from pydantic import ValidationError
+
     try:
-        cls.Options.model_validate(opts)
+        model.model_validate(opts)
     except ValidationError as err:
         e = err.errors()[0]
-        where = ".".join(["teacher_options", name, *map(str, e["loc"])])
+        at = ".".join([where, *map(str, e["loc"])])
         if e["type"] == "extra_forbidden":
-            raise SpecError(where, f"unknown option; {name} takes: {', '.join(cls.Options.model_fields)}") from None
+            raise SpecError(at, f"unknown option; {owner} takes: {', '.join(model.model_fields)}") from None
         if e["type"] == "missing":
-            raise SpecError(where, f"missing: teacher '{name}' needs it") from None
-        raise SpecError(where, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None
+            raise SpecError(at, f"missing: {needer} needs it") from None
+        raise SpecError(at, f"{e['msg'][0].lower()}{e['msg'][1:]}") from None

@@ -336,8 +336,7 @@ def _real_data_config(domain: str, root: Path, image_size: int, skip_bad: bool, 
                          f"{', '.join(DOMAINS.get(domain).options.model_fields)}") from None
     if not root.expanduser().is_dir():
         raise StudyError(f"--root {root}: does not exist or is not a folder")
-    return DataConfig(root=str(root.expanduser().resolve()), image_size=image_size, skip_bad=skip_bad,
-                      options=json.dumps(opts, sort_keys=True))
+    return DataConfig.from_section(root=str(root), image_size=image_size, skip_bad=skip_bad, options=opts)
 
 
 ROOT_OPT = typer.Option(..., "--root", help="The data set's folder (its CSVs at the top)")
@@ -360,11 +359,11 @@ def data_prepare(
     cache_dir: Path = CACHE_OPT,
 ) -> None:
     """Decode, resize and cache a real data set once; every study and Ray worker then reads the cache."""
-    import importlib
+    from mmpkd_core.data import DOMAINS
+    from mmpkd_core.data.prepared import ensure_prepared
 
     cfg = _real_data_config(domain, root, image_size, skip_bad, options)
-    module = importlib.import_module(f"mmpkd_core.data.{domain}")
-    folder = module.ensure_prepared(cfg, str(cache_dir), workers=workers or None, force=force, say=_say)
+    folder = ensure_prepared(DOMAINS.get(domain), cfg, str(cache_dir), workers=workers or None, force=force, say=_say)
     info = json.loads((folder / "prepared.json").read_text())
     _say(f"prepared: {info['images']} images ({info['skipped']} skipped) at {info['image_size']}x{info['image_size']}"
          f" in {info['seconds']:.1f} s ({info['images_per_second']} images/s) -> {folder}")
@@ -381,21 +380,18 @@ def data_info(
     fmt: str = FORMAT,
 ) -> None:
     """Counts per split, label balance and ROI coverage of a prepared real data set, under the options given."""
-    import importlib
-
     import pandas as pd
 
-    from mmpkd_core.data import load_domain
+    from mmpkd_core.data import DOMAINS
+    from mmpkd_core.data.prepared import open_prepared, prepared_path
 
     _check_format(fmt)
     cfg = _real_data_config(domain, root, image_size, skip_bad, options)
-    module = importlib.import_module(f"mmpkd_core.data.{domain}")
-
-    folder = module.prepared_path(cfg, str(cache_dir))
+    folder = prepared_path(DOMAINS.get(domain), cfg, str(cache_dir))
     if not (folder / "prepared.json").exists():
         raise StudyError(f"{domain} at {cfg.root} is not prepared at {image_size}x{image_size}; run: study data prepare "
                          f"{domain} --root {cfg.root} --image-size {image_size}" + (" --skip-bad" if skip_bad else ""))
-    d = load_domain(domain, cfg, str(cache_dir))
+    d = DOMAINS.get(domain).view(cfg, *open_prepared(folder))
     rows = []
     for split in ("train", "val", "test"):
         idx = d.index(split)

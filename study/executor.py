@@ -34,7 +34,7 @@ def base_config(spec: StudySpec, cache_dir: str):
         student["pretrained"] = str(Path(student["pretrained"]).expanduser().resolve())
     teacher = spec.recipe.teacher or next(t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality)
     return TrialConfig(
-        domain=spec.domain, data=data_config(spec), student=StudentConfig(**student),
+        domain=spec.domain, data=DataConfig.from_section(**spec.data.model_dump()), student=StudentConfig(**student),
         teacher=teacher, temperature=spec.recipe.temperature, alpha=spec.recipe.alpha, beta=spec.recipe.beta,
         attention_method=spec.recipe.attention_method or spec.evaluation.methods[0], seed=spec.recipe.seed,
         eval_methods=tuple(spec.evaluation.methods), eval_metrics=tuple(spec.evaluation.metrics),
@@ -49,19 +49,6 @@ def teacher_options(spec: StudySpec) -> dict:
     for name, opts in spec.teacher_options.items():
         out[name] = {k: str(Path(v).expanduser().resolve()) if k.endswith("_path") and v else v for k, v in opts.items()}
     return out
-
-
-def data_config(spec: StudySpec):
-    """The spec's data section as the trainer's config: options as sorted JSON, the root absolute."""
-    import json
-
-    from mmpkd_core import DataConfig
-
-    d = spec.data.model_dump()
-    d["options"] = json.dumps(d["options"], sort_keys=True)
-    if d["root"]:
-        d["root"] = str(Path(d["root"]).expanduser().resolve())
-    return DataConfig(**d)
 
 
 def device_line(spec: StudySpec) -> str:

@@ -207,9 +207,10 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
               for i, r in enumerate(keys.itertuples()) if is_chance[i]}
     d, v, b = pairs.gain, pairs.value, pairs.baseline
     rows = []
-    for level, g in keys[~is_chance].groupby(by, sort=True, dropna=False):
+    groups = {(lv if isinstance(lv, tuple) else (lv,)): g
+              for lv, g in keys[~is_chance].groupby(by, sort=True, dropna=False)}
+    for level, g in groups.items():
         idx = g.index.to_numpy()
-        level = level if isinstance(level, tuple) else (level,)
         lo, hi = two_level_rows(d[idx], n_boot)
         if len(idx) == 1:  # one comparison: its images are the independent unit
             p, test = paired_test(metric, v[idx[0]], b[idx[0]])
@@ -225,18 +226,18 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
     out = pd.DataFrame(rows)
     out.insert(out.columns.get_loc("test") + 1, "p_holm", holm(out["p_value"].to_numpy()))
     if "teacher" in by:
-        out = _over_control(out, keys[~is_chance], d, by, n_boot)
+        out = _over_control(out, {lv: g.index.to_numpy() for lv, g in groups.items()}, d, by, n_boot)
     return out
 
 
-def _over_control(out: pd.DataFrame, keys: pd.DataFrame, d: np.ndarray, by: list[str], n_boot: int) -> pd.DataFrame:
+def _over_control(out: pd.DataFrame, groups: dict[tuple, np.ndarray], d: np.ndarray, by: list[str],
+                  n_boot: int) -> pd.DataFrame:
     """Beside each privileged teacher's gain over the baseline: its gain over its control teacher at
     the same levels of the other factors (difference of the two groups' mean gains; the interval
     resamples each group's trials and images independently)."""
-    present = set(keys["teacher"])
+    present = set(out["teacher"])
     if not any(control_of(t, present) for t in present):
         return out  # no control teacher in these studies: no columns for it
-    groups = {k if isinstance(k, tuple) else (k,): g.index.to_numpy() for k, g in keys.groupby(by, sort=True, dropna=False)}
     cols = {"control": [], "over_control": [], "over_control_low": [], "over_control_high": []}
     for _, row in out.iterrows():
         control = control_of(row["teacher"], present)

@@ -45,6 +45,13 @@ class DataConfig:
             blob += spec.fingerprint(self)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_section(cls, options: dict | None = None, root: str | None = None, **fields) -> "DataConfig":
+        """From a spec's ``data`` section (or the CLI's flags): options as sorted JSON, the root made
+        absolute (Ray workers run elsewhere)."""
+        return cls(options=json.dumps(options or {}, sort_keys=True),
+                   root=str(Path(root).expanduser().resolve()) if root else None, **fields)
+
     def identity(self) -> dict:
         """The fields, less the real-data ones at their defaults: keys made before those existed stay valid."""
         d = asdict(self)
@@ -78,23 +85,24 @@ class DomainData:
 
 @dataclass(frozen=True)
 class Domain:
-    """A synthetic domain has ``generate``; a real one has ``load`` (from its prepared cache, preparing
-    it once if absent), ``fingerprint`` (a digest of its tables) and ``synthetic`` (its stand-in when
-    no ``data.root`` is given)."""
+    """A synthetic domain has ``generate``. A real one has ``plan`` (the images to decode and their
+    metadata rows, for its prepared cache), ``view`` (a ``DomainData`` from that cache under the
+    config's options), ``fingerprint`` (a digest of its tables) and ``synthetic`` (its stand-in when
+    no ``data.root`` is given); ``mmpkd_core.data.prepared`` does the caching for all of them."""
 
     name: str
     modality: str
     generate: Callable[[DataConfig], DomainData] | None
     default_label_noise: float
-    load: Callable[[DataConfig, str | None], DomainData] | None = None
+    plan: Callable[[DataConfig], tuple] | None = None  # -> (items, meta with image_id, skipped inputs)
+    view: Callable[..., DomainData] | None = None  # (cfg, images, masks, meta) -> DomainData
     fingerprint: Callable[[DataConfig], str] | None = None
     synthetic: str | None = None
     options: type | None = None  # a pydantic model of the domain's ``data.options``
-    folder: Callable[[DataConfig, str | None], Path] | None = None  # where a real domain's prepared cache is
 
     @property
     def is_real(self) -> bool:
-        return self.load is not None
+        return self.plan is not None
 
 
 DOMAINS: Registry[Domain] = Registry("domain")
@@ -141,7 +149,9 @@ def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
     for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``) for a real one."""
     spec = DOMAINS.get(domain)
     if spec.is_real:
-        return spec.folder(cfg, cache_dir)
+        from mmpkd_core.data.prepared import prepared_path
+
+        return prepared_path(spec, cfg, cache_dir)
     return cache_root(cache_dir) / "data" / f"{domain}-{cfg.key(domain)}"
 
 
@@ -149,7 +159,9 @@ def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
     """The domain's data from the shared cache, generating it once if absent."""
     spec = DOMAINS.get(domain)
     if spec.is_real:
-        return spec.load(cfg, cache_dir)
+        from mmpkd_core.data.prepared import ensure_prepared, open_prepared
+
+        return spec.view(cfg, *open_prepared(ensure_prepared(spec, cfg, cache_dir)))
     folder = domain_folder(domain, cfg, cache_dir)
     arrays = folder / "arrays.npz"
     if not arrays.exists():

@@ -27,8 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
-from mmpkd_core.data.prepared import (DataError, Item, build, data_root, default_workers, open_prepared,
-                                      prepared_folder, tables_digest)
+from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 
 CSVS = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
         ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
@@ -119,8 +118,9 @@ def resolve(base: Path, rel: str, kind: str = "image") -> Path | None:
     return None
 
 
-def plan(root: Path, skip_bad: bool) -> tuple[list[Item], pd.DataFrame, list[tuple[str, str]]]:
+def plan(cfg: DataConfig) -> tuple[list[Item], pd.DataFrame, list[tuple[str, str]]]:
     """One ``Item`` and one metadata row per image; rows naming missing files stop here (or are skipped)."""
+    root, skip_bad = _root(cfg), cfg.skip_bad
     rows = read_tables(root)
     base = _image_base(root)
     rows["image"] = [resolve(base, p, "image") for p in rows["image_file_path"]]
@@ -154,20 +154,6 @@ def plan(root: Path, skip_bad: bool) -> tuple[list[Item], pd.DataFrame, list[tup
     return items, meta, skipped
 
 
-def prepared_path(cfg: DataConfig, cache_dir=None) -> Path:
-    return prepared_folder("cbis_ddsm", _root(cfg), cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
-
-
-def ensure_prepared(cfg: DataConfig, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
-    root = _root(cfg)
-    folder = prepared_path(cfg, cache_dir)
-    if force or not (folder / "prepared.json").exists():
-        items, meta, skipped = plan(root, cfg.skip_bad)
-        say(f"preparing cbis_ddsm: {len(items)} images from {root} at {cfg.image_size}x{cfg.image_size}")
-        build(folder, items, meta, cfg.image_size, cfg.skip_bad, workers or default_workers(), say, skipped)
-    return folder
-
-
 def carve_validation(split: np.ndarray, patients: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Move a ``fraction`` of the training patients (all their images) to ``val``."""
     split = split.copy()
@@ -179,9 +165,8 @@ def carve_validation(split: np.ndarray, patients: np.ndarray, fraction: float, s
     return split
 
 
-def load(cfg: DataConfig, cache_dir=None) -> DomainData:
+def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFrame) -> DomainData:
     opts = Options(**cfg.option_dict())
-    images, masks, meta = open_prepared(ensure_prepared(cfg, cache_dir))
     unknown = [c for c in opts.privileged_columns if c not in meta.columns or c in ("pathology", "pathologies")]
     if unknown:
         known = [c for c in meta.columns if c not in ("image_id", "kind", "official_split", "patient_id", "pathology",
@@ -210,6 +195,5 @@ def load(cfg: DataConfig, cache_dir=None) -> DomainData:
                       masks=np.asarray(masks[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table)
 
 
-DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, load=load, fingerprint=fingerprint,
-                                     synthetic="synthetic_ddsm", options=Options,
-                                     folder=prepared_path))
+DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, plan=plan, view=view,
+                                     fingerprint=fingerprint, synthetic="synthetic_ddsm", options=Options))

@@ -28,8 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
-from mmpkd_core.data.prepared import (DataError, Item, build, data_root, default_workers, open_prepared,
-                                      prepared_folder, tables_digest)
+from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 
 TABLES = {"metadata": "mimic-cxr-2.0.0-metadata.csv", "split": "mimic-cxr-2.0.0-split.csv",
           "chexpert": "mimic-cxr-2.0.0-chexpert.csv", "negbio": "mimic-cxr-2.0.0-negbio.csv"}
@@ -112,8 +111,9 @@ def _reports_base(root: Path, opts: Options) -> Path:
     return root / "mimic-cxr-reports" / "files" if (root / "mimic-cxr-reports" / "files").is_dir() else root / "files"
 
 
-def plan(root: Path, opts: Options, skip_bad: bool):
+def plan(cfg: DataConfig):
     """One ``Item`` and one metadata row per image listed in the metadata CSV."""
+    root, opts, skip_bad = _root(cfg), _options(cfg), cfg.skip_bad
     meta = _read(_table_path(root, TABLES["metadata"]), REQUIRED["metadata"])
     split = _read(_table_path(root, TABLES["split"]), REQUIRED["split"])[["dicom_id", "split"]]
     rows = meta.merge(split, on="dicom_id", how="left")
@@ -147,23 +147,8 @@ def plan(root: Path, opts: Options, skip_bad: bool):
     keep = np.array([it.image_id not in bad for it in items])
     rows = rows.assign(report=texts, ms_cxr_categories=[
         "|".join(sorted(set(boxes[d]["category_name"]))) if d in boxes else "" for d in rows["dicom_id"]])
-    return [it for it, k in zip(items, keep) if k], rows[keep].reset_index(drop=True), problems
-
-
-def prepared_path(cfg: DataConfig, cache_dir=None) -> Path:
-    return prepared_folder("mimic_cxr", _root(cfg), cfg.image_size, cfg.skip_bad, fingerprint(cfg), cache_dir)
-
-
-def ensure_prepared(cfg: DataConfig, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
-    root = _root(cfg)
-    opts = _options(cfg)
-    folder = prepared_path(cfg, cache_dir)
-    if force or not (folder / "prepared.json").exists():
-        items, meta, skipped = plan(root, opts, cfg.skip_bad)
-        say(f"preparing mimic_cxr: {len(items)} images from {root} at {cfg.image_size}x{cfg.image_size}")
-        build(folder, items, meta.rename(columns={"dicom_id": "image_id"}), cfg.image_size, cfg.skip_bad,
-              workers or default_workers(), say, skipped)
-    return folder
+    meta = rows[keep].reset_index(drop=True).rename(columns={"dicom_id": "image_id"})
+    return [it for it, k in zip(items, keep) if k], meta, problems
 
 
 def report_text(report: str, chosen: list[str]) -> str:
@@ -172,9 +157,8 @@ def report_text(report: str, chosen: list[str]) -> str:
     return " ".join(picked) if picked else " ".join(report.split())
 
 
-def load(cfg: DataConfig, cache_dir=None) -> DomainData:
+def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFrame) -> DomainData:
     opts = _options(cfg)
-    images, masks, meta = open_prepared(ensure_prepared(cfg, cache_dir))
     col = f"{opts.labeler}:{opts.finding}"
     if col not in meta.columns:
         known = [c.split(":", 1)[1] for c in meta.columns if c.startswith(f"{opts.labeler}:")]
@@ -205,6 +189,5 @@ def load(cfg: DataConfig, cache_dir=None) -> DomainData:
                       text=[report_text(r, opts.sections) for r in meta["report"]])
 
 
-DOMAINS.register("mimic_cxr")(Domain("mimic_cxr", "text", None, 0.0, load=load, fingerprint=fingerprint,
-                                     synthetic="synthetic_cxr", options=Options,
-                                     folder=prepared_path))
+DOMAINS.register("mimic_cxr")(Domain("mimic_cxr", "text", None, 0.0, plan=plan, view=view,
+                                     fingerprint=fingerprint, synthetic="synthetic_cxr", options=Options))

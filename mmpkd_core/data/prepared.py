@@ -77,10 +77,23 @@ def tables_digest(paths: list[Path]) -> str:
     return "|".join(parts)
 
 
-def prepared_folder(domain: str, root: Path, image_size: int, skip_bad: bool, digest: str, cache_dir=None) -> Path:
-    blob = json.dumps({"domain": domain, "root": str(root), "size": image_size, "skip_bad": skip_bad,
-                       "tables": digest, "version": PREP_VERSION})
-    return cache_root(cache_dir) / "prepared" / f"{domain}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+def prepared_path(domain, cfg, cache_dir=None) -> Path:
+    """Where ``domain``'s (a real ``Domain``) prepared cache for ``cfg`` is."""
+    digest = domain.fingerprint(cfg)  # reads the tables: stops first on a missing root or table
+    blob = json.dumps({"domain": domain.name, "root": str(Path(cfg.root).expanduser().resolve()),
+                       "size": cfg.image_size, "skip_bad": cfg.skip_bad, "tables": digest, "version": PREP_VERSION})
+    return cache_root(cache_dir) / "prepared" / f"{domain.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def ensure_prepared(domain, cfg, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
+    """The prepared cache's folder, decoding the data set into it first if absent (or ``force``)."""
+    folder = prepared_path(domain, cfg, cache_dir)
+    if force or not (folder / "prepared.json").exists():
+        items, meta, skipped = domain.plan(cfg)
+        say(f"preparing {domain.name}: {len(items)} images from {Path(cfg.root).expanduser().resolve()} at "
+            f"{cfg.image_size}x{cfg.image_size}")
+        build(folder, items, meta, cfg.image_size, cfg.skip_bad, workers or default_workers(), say, skipped)
+    return folder
 
 
 # ------------------------------------------------------------------ decoding
