@@ -18,7 +18,7 @@ h2{margin-top:32px}"""
 
 def _heatmaps(con, names: list[str], metric: str, pairs: list[tuple[str, str]]) -> list:
     """Ablation heatmaps per domain, one per pair of factors, when the studies have gains."""
-    from study.gains import ablation
+    from study.ablation import ablation
     from study.stats import PairingError
 
     out = []

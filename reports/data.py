@@ -23,7 +23,8 @@ def overview(con, names: list[str]) -> list[dict]:
                count(*) FILTER (WHERE t.status = 'completed' AND NOT t.is_baseline) AS completed,
                count(*) FILTER (WHERE t.status = 'pruned' AND NOT t.is_baseline) AS pruned,
                count(*) FILTER (WHERE t.status = 'failed' AND NOT t.is_baseline) AS failed,
-               count(*) FILTER (WHERE t.status = 'running' AND NOT t.is_baseline) AS running
+               count(*) FILTER (WHERE t.status = 'running' AND NOT t.is_baseline) AS running,
+               count(DISTINCT t.seed) FILTER (WHERE NOT t.is_baseline) AS seeds
         FROM studies s LEFT JOIN trials t ON t.study = s.name
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""", [names])
     for r in rows:
@@ -75,16 +76,20 @@ def curves(con, names: list[str]) -> list[dict]:
 
 
 def gains(con, names: list[str], metric: str | None = None) -> list[dict]:
-    """Per completed trial x method (x metric, or only ``metric``): gain over the matched baseline
-    with its interval (the ``gains`` table written at the end of each study), and the sampled params."""
-    rows = _rows(con, """
-        SELECT g.study, g.domain, g.trial_id, g.number, g.seed, g.method, g.metric, g.gain, g.ci_low, g.ci_high,
-               g.p_holm, g.score, g.baseline, t.params_json
-        FROM gains g JOIN trials t ON t.study = g.study AND t.trial_id = g.trial_id
-        WHERE list_contains(?, g.study) AND (? IS NULL OR g.metric = ?)
-        ORDER BY g.study, g.number, g.seed, g.method, g.metric""", [names, metric, metric])
-    for r in rows:
-        r["params"] = json.loads(r.pop("params_json"))
+    """Per recipe x method (x metric, or only ``metric``): the gain over the matched baselines inferred
+    over the recipe's seeds (``study.ablation.recipe_gains``: unit, n, t-interval, sign-flip p, Holm;
+    a recipe of one seed has only its test images' interval and says so), with the recipe's params."""
+    from study.ablation import recipe_gains
+
+    table = recipe_gains(con, names, metric, n_boot=300)
+    params = {(s, n): json.loads(p) for s, n, p in con.execute("""
+        SELECT study, number, any_value(params_json) FROM trials
+        WHERE list_contains(?, study) AND NOT is_baseline GROUP BY ALL""", [names]).fetchall()}
+    rows = []
+    for r in table.to_dict("records"):
+        r["number"] = None if r["number"] is None or r["number"] != r["number"] else int(r["number"])
+        r["params"] = params.get((r["study"], r["number"]), {})
+        rows.append(r)
     return rows
 
 

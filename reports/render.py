@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reports.data import trend
+from study.inference import ONE_SEED_NOTE, UNIT_ONE_MODEL
 
 LOG_DIMS = ("lr", "temperature", "weight_decay")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
@@ -16,8 +17,8 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 def overview_html(rows: list[dict]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in
-                            ["study", "domain", "status", "trials", "completed", "pruned", "failed", "baselines run", "wall time",
-                             "best recipe (by validation objective)"]) + "</tr>"
+                            ["study", "domain", "status", "trials", "seeds", "completed", "pruned", "failed", "baselines run",
+                             "wall time", "best recipe (by validation objective)"]) + "</tr>"
     body = []
     for r in rows:
         wall = f"{r['wall_seconds']:.0f} s" if r["wall_seconds"] is not None else "-"
@@ -26,12 +27,15 @@ def overview_html(rows: list[dict]) -> str:
                                             for k, v in b["params"].items())
                                   + f": val {b['val_objective']:.3f}, test {b['test_objective']:.3f}, "
                                     f"AUROC {b['test_auroc']:.3f} ({b['seeds']} seed(s))")
-        cells = [r["name"], r["domain"], r["status"], r["trials"], r["completed"], r["pruned"], r["failed"],
+        cells = [r["name"], r["domain"], r["status"], r["trials"], r["seeds"], r["completed"], r["pruned"], r["failed"],
                  r["baselines"], wall, best]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     specs = "".join(f"<details><summary>spec of {html.escape(r['name'])}</summary><pre>"
                     f"{html.escape(json.dumps(r['spec'], indent=2))}</pre></details>" for r in rows)
-    return f"<table>{head}{''.join(body)}</table>{specs}"
+    one = [r["name"] for r in rows if r["seeds"] <= 1]
+    note = (f"<p class='note'><b>{html.escape(', '.join(one))}</b>: {ONE_SEED_NOTE}. Add seeds ('seeds: [0, 1, 2]' in "
+            "the spec; 'study seeds' says how many) before reading a gain as a recipe effect.</p>") if one else ""
+    return f"<table>{head}{''.join(body)}</table>{note}{specs}"
 
 
 def objective_figure(rows: list[dict], metric: str) -> go.Figure:
@@ -99,7 +103,8 @@ def curves_figure(rows: list[dict]) -> go.Figure:
 
 def gains_figure(rows: list[dict], metric: str) -> go.Figure:
     """Gain over the matched baseline against each searched dimension, one row of panels per
-    domain, a point per trial-seed with its bootstrap interval, for every evaluated method."""
+    domain, a point per recipe with its seed-level interval, for every evaluated method. A recipe
+    of one seed is a hollow marker: its interval shows test-set sampling only."""
     rows = [r for r in rows if r["metric"] == metric]
     domains = sorted({r["domain"] for r in rows})
     dims = sorted({k for r in rows for k in r["params"]})
@@ -116,10 +121,10 @@ def gains_figure(rows: list[dict], metric: str) -> go.Figure:
                     x=[r["params"][dim] for r in pts], y=[r["gain"] for r in pts], mode="markers",
                     error_y=dict(type="data", symmetric=False, array=[r["ci_high"] - r["gain"] for r in pts],
                                  arrayminus=[r["gain"] - r["ci_low"] for r in pts], thickness=1),
-                    marker=dict(color=PALETTE[k % len(PALETTE)], size=8), name=method, legendgroup=method,
-                    showlegend=(i == 0 and j == 0), row=i + 1, col=j + 1,
-                    hovertext=[f"trial {r['trial_id']} seed {r['seed']}: {r['score']:.3f} vs baseline "
-                               f"{r['baseline']:.3f} (Holm p {r['p_holm']:.3g})" for r in pts])
+                    marker=dict(color=PALETTE[k % len(PALETTE)], size=9,
+                                symbol=["circle-open" if r["unit"] == UNIT_ONE_MODEL else "circle" for r in pts]),
+                    name=method, legendgroup=method, showlegend=(i == 0 and j == 0), row=i + 1, col=j + 1,
+                    hovertext=[_gain_hover(r) for r in pts])
                 numeric = all(isinstance(r["params"][dim], (int, float)) and not isinstance(r["params"][dim], bool)
                               for r in pts)
                 t = trend([r["params"][dim] for r in pts], [r["gain"] for r in pts], log=dim in LOG_DIMS) if numeric else None
@@ -132,10 +137,18 @@ def gains_figure(rows: list[dict], metric: str) -> go.Figure:
                                     showlegend=False, legendgroup=method, hoverinfo="skip", row=i + 1, col=j + 1)
             fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=i + 1, col=j + 1)
             fig.update_xaxes(type="log" if dim in LOG_DIMS else "-", row=i + 1, col=j + 1)
-    fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline (95% paired bootstrap "
-                            "intervals; lines: kernel-smoothed trend with a 95% bootstrap band)",
+    one = any(r["unit"] == UNIT_ONE_MODEL for r in rows)
+    fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline, per recipe (95% t-intervals "
+                            "over seeds" + ("; hollow: 1 seed, the interval shows test-set sampling only" if one else "")
+                            + "; lines: kernel-smoothed trend with a 95% bootstrap band over recipes)",
                       height=320 * max(1, len(domains)) + 120, template="plotly_white")
     return fig
+
+
+def _gain_hover(r: dict) -> str:
+    p = "no seed-level p (1 seed)" if r["unit"] == UNIT_ONE_MODEL else f"Holm p {r['p_holm']:.3g}"
+    return (f"recipe {r['number']} ({r['n']} x {r['unit']}): {r['score']:.3f} vs baseline {r['baseline']:.3f}, "
+            f"gain {r['gain']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], {p}")
 
 
 def heatmap_figure(table: list[dict], row_factor: str, col_factor: str, metric: str) -> go.Figure:
@@ -147,14 +160,17 @@ def heatmap_figure(table: list[dict], row_factor: str, col_factor: str, metric: 
     for r in table:
         i, j = rows.index(str(r[row_factor])), cols.index(str(r[col_factor]))
         z[i][j] = r["gain"]
-        text[i][j] = f"{r['gain']:+.3f}<br>[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]<br>n={r['trials']}"
+        units = "1 model (1 seed)" if r["unit"] == UNIT_ONE_MODEL else f"n={r['n']} {r['unit'].split(' (')[0]}s"
+        text[i][j] = f"{r['gain']:+.3f}<br>[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]<br>{units}"
         if "over_control" in r and r["over_control"] == r["over_control"]:  # not NaN: the row has a control
             text[i][j] += f"<br>vs control {r['over_control']:+.3f}"
     bound = max([abs(v) for row in z for v in row if v is not None] + [1e-6])
     fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", colorscale="RdBu",
                                zmid=0, zmin=-bound, zmax=bound, colorbar=dict(title="gain")))
     chance = ", ".join(f"{k.removeprefix('chance_')} {table[0][k]:.3f}" for k in table[0] if k.startswith("chance_")) if table else ""
-    fig.update_layout(title=f"Mean gain in {metric} by {row_factor} x {col_factor} (chance levels: {chance})",
+    one = any(r["unit"] == UNIT_ONE_MODEL for r in table)
+    fig.update_layout(title=f"Mean gain in {metric} by {row_factor} x {col_factor}, 95% seed-level intervals "
+                            f"(chance levels: {chance})" + (f"<br>cells of 1 model: {ONE_SEED_NOTE}" if one else ""),
                       xaxis_title=col_factor, yaxis_title=row_factor, height=160 + 90 * len(rows), template="plotly_white")
     return fig
 

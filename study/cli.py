@@ -221,21 +221,78 @@ def ablate(
     metric: str = typer.Option("pointing_game", "--metric", help="Localization metric"),
     fmt: str = FORMAT,
     db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
-    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples (rows of a single trained model)"),
 ) -> None:
-    """Print the ablation table: mean gain over the matched baseline per factor level, with intervals."""
-    from study.gains import ablation
+    """Print the ablation table: mean gain over the matched baseline per factor level, inferred over
+    seeds (or recipes), with a t-interval, an exact sign-flip p-value and Holm's correction."""
+    from study.ablation import ablation
     from study.stats import PairingError
     from study.store import connect
 
     _check_format(fmt)
     con = connect(str(db), read_only=True)
     try:
-        _emit(ablation(con, _resolve(con, names), [b.strip() for b in by.split(",") if b.strip()], metric, n_boot), fmt)
+        table = ablation(con, _resolve(con, names), [b.strip() for b in by.split(",") if b.strip()], metric, n_boot)
     except PairingError as err:
         raise StudyError(str(err)) from None
     finally:
         con.close()
+    _emit(table, fmt)
+    for line in ablation_notes(table):
+        (_say if fmt == "table" else _note)(line)
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def ablation_notes(table) -> list[str]:
+    """The lines printed under an ablation table: its units, one-seed rows, rows that cannot reach 0.05."""
+    from study.inference import ALPHA, ONE_SEED_NOTE, UNIT_ONE_MODEL
+
+    units = ", ".join(f"{u} ({c} rows)" for u, c in table["unit"].value_counts(sort=False).items())
+    lines = [f"unit of inference: {units}; ci_low/ci_high: 95% t-interval over the units (n - 1 df), p_value: "
+             "exact sign-flip test over them, p_holm: Holm within this table"]
+    one = int((table["unit"] == UNIT_ONE_MODEL).sum())
+    if one:
+        lines.append(f"{ONE_SEED_NOTE} ({one} of {len(table)} rows; their interval is an image bootstrap and "
+                     "they carry no p-value)")
+    low = int((~table["reachable"] & (table["unit"] != UNIT_ONE_MODEL)).sum())
+    if low:
+        lines.append(f"{low} row(s) cannot reach p_holm < {ALPHA} with their number of units (the smallest exact "
+                     "p is p_floor = 2/2^n): add seeds (see 'study seeds')")
+    return lines
+
+
+@app.command()
+def seeds(
+    name: str = typer.Argument(..., metavar="NAME", help="A stored study whose recipes ran with 2 or more seeds"),
+    effect: float = typer.Option(0.05, "--effect", help="Smallest gain worth detecting, on the metric's scale"),
+    power: float = typer.Option(0.8, "--power", help="Probability of detecting it"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="One localization metric (default: all)"),
+    confidence: float = typer.Option(0.9, "--confidence", help="Upper confidence bound on the seed spread"),
+    fmt: str = FORMAT,
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+) -> None:
+    """How many seeds detect a gain of --effect: seed and image variance components of a pilot study,
+    an upper confidence bound on the seed spread, then a t-test power analysis."""
+    from study.power import SIGN_FLIP_MIN, seed_plan
+    from study.store import connect
+
+    _check_format(fmt)
+    con = connect(str(db), read_only=True)
+    try:
+        found = _resolve(con, [name])
+        if len(found) > 1:
+            raise StudyError(f"'{name}' names {len(found)} studies ({', '.join(found)}); name one of them")
+        table = seed_plan(con, found[0], effect, power, metric, confidence=confidence)
+    finally:
+        con.close()
+    _emit(table, fmt)
+    note = _say if fmt == "table" else _note
+    note(f"seeds: per recipe, to detect a gain of {effect:g} with power {power:g} at alpha 0.05 (two-sided t over "
+         f"per-seed gains), using the {confidence:.0%} upper bound on sd_gain; seeds_point uses the estimate itself. "
+         f"The exact sign-flip p-value needs {SIGN_FLIP_MIN} or more seeds to go below 0.05.")
 
 
 @app.command()
@@ -269,7 +326,8 @@ def validate_engine(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 2 seeds (minutes, for a smoke check)"),
     null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null, at the --quick sizes with 6 seeds, "
                                                                  "for this many other data seeds, and report the share "
-                                                                 "of intervals that exclude zero"),
+                                                                 "of intervals that exclude zero (each repeat gives 4 "
+                                                                 "A/A intervals, seeds 0-2 against 3-5: 10 give 40)"),
     cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
     fmt: str = FORMAT,
 ) -> None:

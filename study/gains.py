@@ -1,7 +1,8 @@
-"""Gains against the matched baseline, per trial and grouped by factor levels (ablation tables).
+"""Gains against the matched baseline: the per-image pairs, and per trained model.
 
-The per-image pairs come from the ``gains_by_image`` view; everything statistical is computed here
-(``study.stats``) and, per trial, written to the ``gains`` table at the end of each study.
+The per-image pairs come from the database as arrays (``load_pairs``); per trained model, the gain
+and its image-level interval are written to the ``gains`` table at the end of each study. What a
+recipe or a factor level gains, inferred over seeds, is ``study.ablation``.
 """
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.errors import StudyError
-from study.stats import (BINARY_METRICS, PairingError, bootstrap_ci_columns, holm, mcnemar_p_columns,
-                         paired_test, wilcoxon_p, wilcoxon_p_columns)
+from study.stats import BINARY_METRICS, PairingError, bootstrap_ci_columns, holm, mcnemar_p_columns, wilcoxon_p_columns
 
 CHANCE = ("uniform", "centre")
 BINS = {
@@ -131,8 +130,9 @@ def _nanmean(x: np.ndarray, axis=None):
 
 
 def trial_gains(con, studies: list[str], n_boot: int = 1000) -> pd.DataFrame:
-    """Per trial x method x metric: mean gain over images, bootstrap interval, paired test, Holm
-    within each (study, metric). Every comparison at once."""
+    """Per trained model (trial) x method x metric: mean gain over its test images, and how sure we
+    are about *this model on this test set* (``model_``: image bootstrap, paired image test, Holm
+    within each (study, metric)). Not a recipe effect: that is ``study.ablation.recipe_gains``."""
     pairs = load_pairs(con, studies)
     out = pairs.keys.copy()
     if out.empty:
@@ -146,9 +146,9 @@ def trial_gains(con, studies: list[str], n_boot: int = 1000) -> pd.DataFrame:
         p[~binary] = wilcoxon_p_columns(d[~binary].T)
     out["n_images"] = valid.sum(axis=1)
     out["score"], out["baseline"], out["gain"] = _nanmean(v, 1), _nanmean(b, 1), _nanmean(d, 1)
-    out["ci_low"], out["ci_high"], out["p_value"] = lo, hi, p
-    out["test"] = np.where(binary, "mcnemar", "wilcoxon")
-    out["p_holm"] = out.groupby(["study", "metric"])["p_value"].transform(lambda x: holm(x.to_numpy()))
+    out["model_ci_low"], out["model_ci_high"], out["model_p_value"] = lo, hi, p
+    out["model_test"] = np.where(binary, "mcnemar", "wilcoxon")
+    out["model_p_holm"] = out.groupby(["study", "metric"])["model_p_value"].transform(lambda x: holm(x.to_numpy()))
     return out
 
 
@@ -176,99 +176,25 @@ def two_level_draws(d: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     return _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
 
 
-def control_of(teacher: str, present: set[str]) -> str | None:
-    """The control a privileged teacher's gain is read against: its confidence-matched label
-    smoothing if the study ran it, else plain label smoothing, else self-distillation."""
-    from mmpkd_core.teachers import TEACHERS
-
-    if teacher not in TEACHERS or TEACHERS.get(teacher).modality == "any" or hasattr(TEACHERS.get(teacher), "reference"):
-        return None
-    return next((c for c in (f"matched_{teacher}", "label_smoothing", "image_self") if c in present), None)
-
-
-def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 1000) -> pd.DataFrame:
-    """Mean gain per factor level with a two-level bootstrap interval (trials, then images), a
-    signed-rank test of the trials' mean gains (a single trial: its images, Wilcoxon or McNemar),
-    Holm-corrected within the table, and the chance levels of the uniform and centre maps on the
-    same images beside each row."""
-    unknown = [f for f in by if f not in FACTORS]
-    if unknown:
-        from mmpkd_core.registry import did_you_mean
-
-        raise StudyError(f"unknown factor '{unknown[0]}'.{did_you_mean(unknown[0], list(FACTORS))} "
-                         f"Known: {', '.join(FACTORS)}")
-    pairs = load_pairs(con, studies, metric, chance=True)
-    keys = _with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
-    if keys.empty:
-        raise StudyError(f"no completed trials with a baseline for metric '{metric}' in {', '.join(studies)}")
-    is_chance = keys["attention_method"].isin(CHANCE).to_numpy()
-    trial_means = _nanmean(pairs.value, 1)
-    chance = {(r.study, r.trial_id, r.attention_method): trial_means[i]
-              for i, r in enumerate(keys.itertuples()) if is_chance[i]}
-    d, v, b = pairs.gain, pairs.value, pairs.baseline
-    rows = []
-    groups = {(lv if isinstance(lv, tuple) else (lv,)): g
-              for lv, g in keys[~is_chance].groupby(by, sort=True, dropna=False)}
-    for level, g in groups.items():
-        idx = g.index.to_numpy()
-        lo, hi = two_level_rows(d[idx], n_boot)
-        if len(idx) == 1:  # one comparison: its images are the independent unit
-            p, test = paired_test(metric, v[idx[0]], b[idx[0]])
-        else:  # images of one trial are not independent of each other: test the trials' mean gains
-            p, test = wilcoxon_p(_nanmean(d[idx], 1)), "wilcoxon over trials"
-        trials = list(zip(g["study"], g["trial_id"]))
-        rows.append({**dict(zip(by, level)), "trials": len(set(trials)), "images": int((~np.isnan(d[idx])).sum()),
-                     "score": float(_nanmean(v[idx])), "baseline": float(_nanmean(b[idx])),
-                     "gain": float(_nanmean(_nanmean(d[idx], 1))), "ci_low": lo, "ci_high": hi,
-                     "p_value": p, "test": test,
-                     **{f"chance_{c}": float(_nanmean(np.array([chance.get((s, t, c), np.nan) for s, t in trials])))
-                        for c in CHANCE}})
-    out = pd.DataFrame(rows)
-    out.insert(out.columns.get_loc("test") + 1, "p_holm", holm(out["p_value"].to_numpy()))
-    if "teacher" in by:
-        out = _over_control(out, {lv: g.index.to_numpy() for lv, g in groups.items()}, d, by, n_boot)
-    return out
-
-
-def _over_control(out: pd.DataFrame, groups: dict[tuple, np.ndarray], d: np.ndarray, by: list[str],
-                  n_boot: int) -> pd.DataFrame:
-    """Beside each privileged teacher's gain over the baseline: its gain over its control teacher at
-    the same levels of the other factors (difference of the two groups' mean gains; the interval
-    resamples each group's trials and images independently)."""
-    present = set(out["teacher"])
-    if not any(control_of(t, present) for t in present):
-        return out  # no control teacher in these studies: no columns for it
-    cols = {"control": [], "over_control": [], "over_control_low": [], "over_control_high": []}
-    for _, row in out.iterrows():
-        control = control_of(row["teacher"], present)
-        mine = tuple(row[f] for f in by)
-        theirs = tuple(control if f == "teacher" else row[f] for f in by)
-        if control is None or theirs not in groups:
-            for c, v in zip(cols, (control, np.nan, np.nan, np.nan)):
-                cols[c].append(v)
-            continue
-        a, b = d[groups[mine]], d[groups[theirs]]
-        diff = two_level_draws(a, n_boot, seed=1) - two_level_draws(b, n_boot, seed=2)
-        lo, hi = _interval(diff)
-        for c, v in zip(cols, (control, float(_nanmean(_nanmean(a, 1)) - _nanmean(_nanmean(b, 1))), lo, hi)):
-            cols[c].append(v)
-    at = out.columns.get_loc("ci_high") + 1
-    for i, (c, v) in enumerate(cols.items()):
-        out.insert(at + i, c, v)
-    return out
-
-
 def refresh_gains(store, study: str, n_boot: int = 1000) -> int:
-    """Recompute the study's rows of the ``gains`` table (in one transaction); returns the row count."""
+    """Recompute the study's rows of the ``gains`` table (per trained model) and of ``recipe_gains``
+    (per recipe, inferred over its seeds), in one transaction; returns the ``gains`` row count."""
+    from study.ablation import RECIPE_GAINS_COLUMNS, recipe_gains
+
     g = trial_gains(store.con, [study], n_boot=n_boot)
+    r = recipe_gains(store.con, [study], n_boot=n_boot) if len(g) else pd.DataFrame(columns=RECIPE_GAINS_COLUMNS)
     with store.transaction():
         store.con.execute("DELETE FROM gains WHERE study = ?", [study])
+        store.con.execute("DELETE FROM recipe_gains WHERE study = ?", [study])
         if len(g):
             g = g[GAINS_COLUMNS]
             store.con.execute("INSERT INTO gains SELECT * FROM g")
+        if len(r):
+            r = r[RECIPE_GAINS_COLUMNS]
+            store.con.execute("INSERT INTO recipe_gains SELECT * FROM r")
     return len(g)
 
 
 GAINS_COLUMNS = ["study", "domain", "trial_id", "number", "seed", "teacher", "temperature", "alpha", "beta",
-                 "sampled_method", "method", "metric", "n_images", "score", "baseline", "gain", "ci_low", "ci_high",
-                 "p_value", "test", "p_holm"]
+                 "sampled_method", "method", "metric", "n_images", "score", "baseline", "gain", "model_ci_low",
+                 "model_ci_high", "model_p_value", "model_test", "model_p_holm"]

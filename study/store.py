@@ -46,8 +46,12 @@ CREATE TABLE IF NOT EXISTS maps (
 CREATE TABLE IF NOT EXISTS gains (
     study VARCHAR, domain VARCHAR, trial_id VARCHAR, number INTEGER, seed INTEGER, teacher VARCHAR,
     temperature DOUBLE, alpha DOUBLE, beta DOUBLE, sampled_method VARCHAR, method VARCHAR, metric VARCHAR,
-    n_images INTEGER, score DOUBLE, baseline DOUBLE, gain DOUBLE, ci_low DOUBLE, ci_high DOUBLE,
-    p_value DOUBLE, test VARCHAR, p_holm DOUBLE);
+    n_images INTEGER, score DOUBLE, baseline DOUBLE, gain DOUBLE, model_ci_low DOUBLE, model_ci_high DOUBLE,
+    model_p_value DOUBLE, model_test VARCHAR, model_p_holm DOUBLE);
+CREATE TABLE IF NOT EXISTS recipe_gains (
+    study VARCHAR, domain VARCHAR, number INTEGER, method VARCHAR, metric VARCHAR, unit VARCHAR, n INTEGER, df DOUBLE,
+    recipes INTEGER, seeds INTEGER, images INTEGER, score DOUBLE, baseline DOUBLE, gain DOUBLE, ci_low DOUBLE,
+    ci_high DOUBLE, p_value DOUBLE, p_holm DOUBLE, p_floor DOUBLE, reachable BOOLEAN);
 CREATE OR REPLACE VIEW gains_by_image AS
     SELECT t.study, t.domain, t.trial_id, t.number, t.seed, t.teacher, t.temperature, t.alpha, t.beta, t.lr,
            t.weight_decay, t.epochs, t.attention_method AS sampled_method, l.method, l.metric, l.image_id,
@@ -70,6 +74,11 @@ CREATE OR REPLACE VIEW trial_summary AS
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
 ADDED_COLUMNS = [("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
                  ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE")]
+
+# per-model columns renamed for what they measure (this model on this test set, not the recipe)
+RENAMED_COLUMNS = [("gains", "ci_low", "model_ci_low"), ("gains", "ci_high", "model_ci_high"),
+                   ("gains", "p_value", "model_p_value"), ("gains", "test", "model_test"),
+                   ("gains", "p_holm", "model_p_holm")]
 
 EPOCH_COLUMNS = ["epoch", "loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds"]
 
@@ -113,7 +122,7 @@ class Store:
 
     def delete_study(self, name: str) -> None:
         with self.transaction():
-            for table in ("maps", "gains", "localization", "evaluation", "epochs", "trials"):
+            for table in ("maps", "gains", "recipe_gains", "localization", "evaluation", "epochs", "trials"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
             self.con.execute("DELETE FROM studies WHERE name = ?", [name])
 
@@ -149,6 +158,7 @@ class Store:
                       "OR (is_baseline AND status <> 'completed')))").format(",".join(str(n) for n in killed) or "NULL")
             for table in ("maps", "gains", "localization", "evaluation", "epochs"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study])
+            self.con.execute("DELETE FROM recipe_gains WHERE study = ?", [study])
             self.con.execute(f"DELETE FROM trials WHERE study = ? AND trial_id IN {doomed}", [study, study])
         return finished, killed
 
@@ -257,6 +267,10 @@ def connect(path: str, read_only: bool = False):
     con.execute(SCHEMA.split("CREATE OR REPLACE VIEW")[0])  # tables first: views may name added columns
     for table, column, kind in ADDED_COLUMNS:
         con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+    for table, old, new in RENAMED_COLUMNS:
+        if con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                       [table, old]).fetchone()[0]:
+            con.execute(f'ALTER TABLE {table} RENAME COLUMN "{old}" TO {new}')
     con.execute(SCHEMA)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if version is None:

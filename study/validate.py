@@ -3,7 +3,8 @@
 Both studies (search_spaces/validation/) distil the report teacher and its matched control (label
 smoothing as confident as the teacher, image by image: ``matched_bert_scratch``) into the same
 student under the same recipe and seeds. The contrast is privileged minus control,
-paired by seed and test image, with a two-level bootstrap interval (seeds, then images).
+paired by seed and test image, inferred over seeds (``study.inference``: per seed, the mean over
+test images of the difference; a t-interval on seeds - 1 df and an exact sign-flip p-value).
 Expectations: planted (40% wrong labels, the report knows the truth) -> the interval lies above
 zero; null (clean labels) -> the interval covers zero.
 """
@@ -16,7 +17,7 @@ import pandas as pd
 import yaml
 
 from study.errors import StudyError
-from study.gains import two_level_rows
+from study.inference import UNIT_PAIRED_SEED, infer
 from study.spec import spec_from_dict
 from study.stats import PairingError
 
@@ -44,7 +45,7 @@ def load(kind: str, quick: bool = False, data_seed: int | None = None, name: str
     return spec_from_dict(raw)
 
 
-def seed_split_contrast(con, study: str, n_boot: int = 2000) -> pd.DataFrame:
+def seed_split_contrast(con, study: str) -> pd.DataFrame:
     """An A/A check of the interval: the privileged teacher's students of the first half of the
     seeds minus those of the second half (seed k against seed k + half), paired by image. Nothing
     differs but the seed, so a calibrated 95% interval excludes zero 5% of the time."""
@@ -60,13 +61,21 @@ def seed_split_contrast(con, study: str, n_boot: int = 2000) -> pd.DataFrame:
         if half == 0:
             raise StudyError(f"study '{study}' has fewer than two seeds of {PRIVILEGED}")
         diff = v.iloc[:half].to_numpy(float) - v.iloc[half:2 * half].to_numpy(float)
-        lo, hi = two_level_rows(diff, n_boot)
         out.append({"study": study, "method": method, "metric": metric, "seeds": 2 * half, "images": diff.shape[1],
-                    "privileged_minus_control": float(np.nanmean(diff)), "ci_low": lo, "ci_high": hi})
+                    "privileged_minus_control": float(np.nanmean(diff)), **seed_interval(diff)})
     return pd.DataFrame(out)
 
 
-def contrast(con, study: str, n_boot: int = 2000) -> pd.DataFrame:
+def seed_interval(diff: np.ndarray) -> dict:
+    """The seed-level interval and sign-flip p of a (seeds x images) matrix of paired differences."""
+    with np.errstate(invalid="ignore"):
+        units = np.nanmean(diff, axis=1)
+    est = infer([units[~np.isnan(units)]])
+    return {"ci_low": est["ci_low"][0], "ci_high": est["ci_high"][0], "p_value": est["p_value"][0],
+            "unit": UNIT_PAIRED_SEED}
+
+
+def contrast(con, study: str) -> pd.DataFrame:
     """Per method x metric: privileged minus control, paired by seed and image, with the interval;
     and each teacher's mean gain over the matched no-distillation baseline."""
     rows = con.execute("""
@@ -87,10 +96,9 @@ def contrast(con, study: str, n_boot: int = 2000) -> pd.DataFrame:
             raise PairingError(f"{study}: {method}/{metric}: the two teachers' students were scored on different "
                                "seeds or images")
         diff = (p - c.loc[p.index]).unstack("image_id")  # (seeds, images)
-        lo, hi = two_level_rows(diff.to_numpy(float), n_boot)
         out.append({"study": study, "method": method, "metric": metric, "seeds": len(diff),
                     "images": diff.shape[1], "privileged_minus_control": float(np.nanmean(diff.to_numpy())),
-                    "ci_low": lo, "ci_high": hi, "privileged_gain": gain.get((PRIVILEGED, method, metric)),
+                    **seed_interval(diff.to_numpy(float)), "privileged_gain": gain.get((PRIVILEGED, method, metric)),
                     "control_gain": gain.get((CONTROL, method, metric))})
     return pd.DataFrame(out)
 

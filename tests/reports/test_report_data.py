@@ -24,15 +24,31 @@ def test_trials_exclude_baselines_and_carry_params(con):
     assert [r["params"]["teacher"] for r in rows] == ["mlp", "mlp", "lightgbm", "lightgbm"]
 
 
-def test_gains_rows_match_the_gains_table(con):
+def test_gains_rows_are_per_recipe_and_say_they_have_one_seed(con):
+    from study.inference import UNIT_ONE_MODEL
+
     rows = data.gains(con, ["demo"])
-    assert len(rows) == 4 * 2 * 2  # trials x methods x metrics, chance maps excluded
+    assert len(rows) == 4 * 2 * 2  # recipes x methods x metrics, chance maps excluded
     assert len(data.gains(con, ["demo"], "pointing_game")) == 4 * 2
-    mlp = [r for r in rows if r["trial_id"] == "0000" and r["method"] == "rollout" and r["metric"] == "relevance_mass"][0]
+    mlp = [r for r in rows if r["number"] == 0 and r["method"] == "rollout" and r["metric"] == "relevance_mass"][0]
     expected = con.execute("""SELECT avg(l.value) - avg(b.value) FROM localization l JOIN localization b
         ON b.trial_id = 'baseline-b0' AND b.image_id = l.image_id AND b.method = l.method AND b.metric = l.metric
         WHERE l.trial_id = '0000' AND l.method = 'rollout' AND l.metric = 'relevance_mass'""").fetchone()[0]
     assert mlp["gain"] == pytest.approx(expected) and mlp["ci_low"] <= mlp["gain"] <= mlp["ci_high"]
+    assert mlp["params"] == {"teacher": "mlp"}
+    # one seed per recipe: the interval is the image bootstrap of one model, and no seed-level p-value
+    assert all(r["unit"] == UNIT_ONE_MODEL and r["n"] == 1 and r["p_value"] != r["p_value"] for r in rows)
+
+
+def test_the_report_says_a_one_seed_study_has_no_seed_replication(demo_db, tmp_path):
+    from reports import build_report
+    from study.inference import ONE_SEED_NOTE
+
+    out = tmp_path / "r.html"
+    build_report(str(demo_db), ["demo"], str(out))
+    html = out.read_text()
+    assert f"<b>demo</b>: {ONE_SEED_NOTE}." in html
+    assert "hollow: 1 seed, the interval shows test-set sampling only" in html
 
 
 def test_metric_by_dimension_one_row_per_trial_dimension_method_metric(con):

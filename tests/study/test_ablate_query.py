@@ -10,7 +10,9 @@ import pytest
 
 from conftest import scores
 
-from study.gains import ablation, load_pairs
+from study.ablation import ablation
+from study.gains import load_pairs
+from study.inference import UNIT_RECIPE_ONE_SEED, UNIT_RECIPE_WELCH
 from study.stats import PairingError
 
 def cli(args, cwd):
@@ -31,7 +33,11 @@ def test_ablation_values(demo_db):
     expected = con.execute("SELECT avg(value) FROM localization WHERE trial_id IN ('0000', '0001') AND method = 'rollout'"
                            " AND metric = 'relevance_mass'").fetchone()[0] - base_mean
     assert gain.gain == pytest.approx(expected, abs=1e-12)
-    assert gain.ci_low > 0.2 and gain.trials == 2 and gain.images == 60 and gain.test == "wilcoxon over trials"
+    # two recipes of one seed, both gaining the same: inferred over recipes, a zero-width interval, and a row
+    # that says its baseline's seed variation is not counted and that 2 units cannot reach 0.05 (floor 2/2^2)
+    assert gain.unit == UNIT_RECIPE_ONE_SEED and (gain.n, gain.recipes, gain.seeds, gain.images) == (2, 2, 1, 60)
+    assert gain.ci_low == pytest.approx(gain.gain) == pytest.approx(gain.ci_high) and gain.ci_low > 0.2
+    assert gain.p_value == 0.5 and gain.p_floor == 0.5 and not gain.reachable
     none = rows[("lightgbm", "rollout")]
     assert none.gain == 0.0 and none.ci_low == none.ci_high == 0.0 and none.p_value == 1.0
     assert t["p_holm"].between(0, 1).all()
@@ -43,7 +49,7 @@ def test_gains_table_written_per_trial(demo_db):
     import duckdb
 
     con = duckdb.connect(str(demo_db), read_only=True)
-    rows = con.execute("SELECT trial_id, method, metric, test, round(gain, 6) FROM gains WHERE trial_id = '0000'"
+    rows = con.execute("SELECT trial_id, method, metric, model_test, round(gain, 6) FROM gains WHERE trial_id = '0000'"
                        " ORDER BY method, metric").fetchall()
     assert [r[:4] for r in rows] == [("0000", "raw_cls", "pointing_game", "mcnemar"),
                                      ("0000", "raw_cls", "relevance_mass", "wilcoxon"),
@@ -76,9 +82,12 @@ def test_ablate_cli_csv_and_errors(demo_db):
                "--db", str(demo_db)], demo_db.parent)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == ("teacher,trials,images,score,baseline,gain,ci_low,ci_high,p_value,test,p_holm,"
-                        "chance_uniform,chance_centre")
-    assert lines[1].startswith("lightgbm,2,120,") and lines[2].startswith("mlp,2,120,")
+    assert lines[0] == ("teacher,unit,n,df,recipes,seeds,images,score,baseline,gain,ci_low,ci_high,p_value,p_holm,"
+                        "p_floor,reachable,chance_uniform,chance_centre")
+    unit = UNIT_RECIPE_ONE_SEED
+    assert lines[1].startswith(f"lightgbm,{unit},2,1.0,2,1,120,") and lines[2].startswith(f"mlp,{unit},2,1.0,2,1,120,")
+    assert out.stderr.startswith(f"unit of inference: {UNIT_RECIPE_ONE_SEED} (2 rows); ci_low/ci_high: 95% t-interval")
+    assert "2 row(s) cannot reach p_holm < 0.05 with their number of units" in out.stderr
     bad = cli(["ablate", "demo", "--by", "teachr", "--db", str(demo_db)], demo_db.parent)
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: unknown factor 'teachr'. Did you mean 'teacher'? Known: study, domain")
@@ -124,5 +133,7 @@ def test_a_privileged_teacher_is_read_against_its_control(demo_db):
     assert rows[("mlp", "raw_cls")].over_control == pytest.approx(0.0, abs=1e-12)
     assert pd.isna(rows[("lightgbm", "rollout")].control) and np.isnan(rows[("lightgbm", "rollout")].over_control)
     assert pd.isna(ctl.control)  # a control has no control
-    assert list(t.columns[t.columns.get_loc("ci_high") + 1:][:4]) == ["control", "over_control", "over_control_low",
-                                                                       "over_control_high"]
+    assert list(t.columns[t.columns.get_loc("ci_high") + 1:][:6]) == ["control", "over_control", "over_control_low",
+                                                                       "over_control_high", "over_control_p",
+                                                                       "over_control_unit"]
+    assert mlp.over_control_unit == UNIT_RECIPE_WELCH  # one seed, two recipes a side: Welch over recipes

@@ -59,7 +59,7 @@ def test_seed_halves_are_paired_by_image(tmp_path):
         store.trial_finished("aa", tid, "completed", EPOCHS, result(seed, s))
     store.close()
     con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
-    t = seed_split_contrast(con, "aa", n_boot=200)
+    t = seed_split_contrast(con, "aa")
     con.close()
     assert list(t["metric"]) == ["pointing_game", "relevance_mass"] and (t["seeds"] == 4).all() and (t["images"] == 30).all()
     np.testing.assert_allclose(t["privileged_minus_control"], -0.1, atol=1e-12)

@@ -1,0 +1,206 @@
+"""Ablation tables and recipe gains, inferred over seeds (or recipes), never over images alone.
+
+A row is a factor level (or one recipe). Its unit gains are built bottom-up from the per-image pairs
+of ``study.gains.load_pairs``: per trained model (one trial = one recipe x one seed), the mean over
+test images of its score minus the score of the baseline trained with the same seed (averaged over
+the attention methods the level pools, which all read the same model). Then:
+
+- one recipe, two or more seeds: inferred over seeds (t on seeds - 1 df, exact sign-flip p);
+- two or more recipes, two or more seeds: the recipes share each seed's baseline, so recipes and
+  seeds are crossed; the two-way estimator counts recipe-to-recipe and seed-to-seed variation;
+- two or more recipes of one seed: inferred over recipes, and the row says that the one baseline's
+  seed variation is not counted;
+- a single trained model: only its test images (image bootstrap), and the row says so.
+
+``study.inference`` does the statistics; ``study.calibration`` measures their coverage.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from study.errors import StudyError
+from study.gains import CHANCE, FACTORS, Pairs, _interval, _nanmean, _with_bins, load_pairs, two_level_draws
+from study.inference import (ALPHA, UNIT_ONE_MODEL, UNIT_PAIRED_SEED, UNIT_RECIPE_ONE_SEED, UNIT_RECIPE_WELCH,
+                             UNIT_RECIPE_X_SEED, UNIT_SEED, infer, p_floor, reachable, two_way, welch)
+from study.stats import bootstrap_ci, holm
+
+RECIPE_BY = ["study", "domain", "number", "attention_method"]
+RECIPE_GAINS_COLUMNS = ["study", "domain", "number", "method", "metric", "unit", "n", "df", "recipes", "seeds",
+                        "images", "score", "baseline", "gain", "ci_low", "ci_high", "p_value", "p_holm", "p_floor",
+                        "reachable"]
+ESTIMATE = ["unit", "n", "mean", "ci_low", "ci_high", "p_value", "df"]
+
+
+def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 1000) -> pd.DataFrame:
+    """The ablation table of ``metric`` grouped by the factors ``by`` over the named studies."""
+    unknown = [f for f in by if f not in FACTORS]
+    if unknown:
+        from mmpkd_core.registry import did_you_mean
+
+        raise StudyError(f"unknown factor '{unknown[0]}'.{did_you_mean(unknown[0], list(FACTORS))} "
+                         f"Known: {', '.join(FACTORS)}")
+    pairs = load_pairs(con, studies, metric, chance=True)
+    if pairs.keys.empty:
+        raise StudyError(f"no completed trials with a baseline for metric '{metric}' in {', '.join(studies)}")
+    return ablation_table(pairs, by, n_boot)
+
+
+def recipe_gains(con, studies: list[str], metric: str | None = None, n_boot: int = 1000) -> pd.DataFrame:
+    """Per recipe x attention method x metric: the gain over the matched baselines inferred over the
+    recipe's seeds (Holm within each metric across the studies given)."""
+    pairs = load_pairs(con, studies, metric, chance=True)
+    tables = []
+    for m in sorted(pairs.keys["metric"].unique()):
+        rows = np.flatnonzero((pairs.keys["metric"] == m).to_numpy())
+        sub = Pairs(pairs.keys.iloc[rows].reset_index(drop=True), pairs.value[rows], pairs.baseline[rows])
+        if (~sub.keys["method"].isin(CHANCE)).any():
+            t = ablation_table(sub, RECIPE_BY, n_boot)
+            t["metric"] = m
+            tables.append(t)
+    if not tables:
+        return pd.DataFrame(columns=RECIPE_GAINS_COLUMNS)
+    out = pd.concat(tables, ignore_index=True).rename(columns={"attention_method": "method"})
+    out["number"] = out["number"].astype("Int64")
+    return out[RECIPE_GAINS_COLUMNS]
+
+
+def _units(keys: pd.DataFrame, lid: np.ndarray, gain: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Model (trial) and recipe unit gains of every level at once."""
+    recipe = keys["study"].astype(str) + "#" + np.where(keys["number"].isna(), keys["trial_id"].astype(str),
+                                                        keys["number"].astype(str))
+    rows = pd.DataFrame({"lid": lid, "study": keys["study"].to_numpy(), "trial_id": keys["trial_id"].to_numpy(),
+                         "recipe": recipe.to_numpy(), "seed": keys["seed"].to_numpy(), "gain": gain})
+    models = rows.groupby(["lid", "study", "trial_id"], sort=True).agg(
+        recipe=("recipe", "first"), seed=("seed", "first"), gain=("gain", "mean")).reset_index()
+    recipes = models.groupby(["lid", "recipe"], sort=True).agg(gain=("gain", "mean"), seeds=("seed", "size")).reset_index()
+    return models, recipes
+
+
+def _level_estimates(models: pd.DataFrame, recipes: pd.DataFrame, lids) -> pd.DataFrame:
+    """Per level: its unit, number of units, mean, interval, p-value and df (see the module docstring)."""
+    by_recipe = {k: g["gain"].to_numpy() for k, g in recipes.groupby("lid")}
+    by_model = dict(iter(models.groupby("lid")))
+    out = pd.DataFrame({"unit": UNIT_ONE_MODEL, "n": 1, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                        "p_value": np.nan, "df": np.nan}, index=list(lids))
+    lists, rows = [], []
+    for k in lids:
+        r, m = by_recipe.get(k, np.array([])), by_model.get(k)
+        n_seeds = 0 if m is None else m["seed"].nunique()
+        if len(r) >= 2 and n_seeds >= 2:  # recipes share each seed's baseline: crossed
+            cells = m.pivot_table(index="recipe", columns="seed", values="gain", aggfunc="mean").to_numpy(float)
+            mean, lo, hi, p, df = two_way(cells)
+            out.loc[k, ESTIMATE] = [UNIT_RECIPE_X_SEED, int(np.isfinite(cells).sum()), mean, lo, hi, p, df]
+        elif len(r) >= 2:
+            lists.append(r), rows.append((k, UNIT_RECIPE_ONE_SEED))
+        elif m is not None and len(m) >= 2:
+            lists.append(m["gain"].to_numpy()), rows.append((k, UNIT_SEED))
+    est = infer(lists)
+    for i, (k, unit) in enumerate(rows):
+        out.loc[k, ESTIMATE] = [unit, est["n"][i], est["mean"][i], est["ci_low"][i], est["ci_high"][i],
+                                est["p_value"][i], est["n"][i] - 1]
+    return out
+
+
+def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFrame:
+    """The rows of an ablation table from per-image pairs (see the module docstring); the chance
+    levels of the uniform and centre maps on the same images beside each row."""
+    keys = _with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
+    is_chance = keys["attention_method"].isin(CHANCE).to_numpy()
+    trial_means = _nanmean(pairs.value, 1)
+    chance = {(s, t, c): trial_means[i] for i, (s, t, c) in
+              enumerate(zip(keys["study"], keys["trial_id"], keys["attention_method"])) if is_chance[i]}
+    live = np.flatnonzero(~is_chance)
+    lk = keys.iloc[live].reset_index(drop=True)
+    d, v, b = pairs.gain[live], pairs.value[live], pairs.baseline[live]
+    lid = lk.groupby(by, sort=True, dropna=False).ngroup().to_numpy()
+    lids = np.unique(lid)
+    models, recipes = _units(lk, lid, _nanmean(d, 1))
+    est = _level_estimates(models, recipes, lids)
+    n_recipes, n_seeds = recipes.groupby("lid").size(), models.groupby("lid")["seed"].nunique()
+    rows = []
+    for k in lids:
+        idx = np.flatnonzero(lid == k)
+        first, e = lk.iloc[idx[0]], est.loc[k]
+        gain, lo, hi = e["mean"], e["ci_low"], e["ci_high"]
+        if e["unit"] == UNIT_ONE_MODEL:  # the methods pooled here read one model: average them per image
+            per_image = _nanmean(d[idx], 0)
+            gain = float(_nanmean(per_image))
+            lo, hi = bootstrap_ci(per_image, n_boot=n_boot)
+        trials = set(zip(lk["study"].iloc[idx], lk["trial_id"].iloc[idx]))
+        rows.append({**{f: first[f] for f in by}, "unit": e["unit"], "n": int(e["n"]), "df": float(e["df"]),
+                     "recipes": int(n_recipes.get(k, 0)), "seeds": int(n_seeds.get(k, 0)),
+                     "images": int((~np.isnan(d[idx])).sum()),
+                     "score": float(_nanmean(v[idx])), "baseline": float(_nanmean(b[idx])),
+                     "gain": float(gain), "ci_low": float(lo), "ci_high": float(hi), "p_value": float(e["p_value"]),
+                     **{f"chance_{c}": float(_nanmean(np.array([chance.get((s, t, c), np.nan) for s, t in trials])))
+                        for c in CHANCE}})
+    out = pd.DataFrame(rows)
+    at = out.columns.get_loc("p_value") + 1
+    m = int(out["p_value"].notna().sum())
+    exact = out["unit"].isin([UNIT_SEED, UNIT_RECIPE_ONE_SEED]).to_numpy()  # sign-flip p: it has a floor
+    out.insert(at, "p_holm", holm(out["p_value"].to_numpy(float)))
+    out.insert(at + 1, "p_floor", np.where(exact, p_floor(out["n"]), np.nan))
+    out.insert(at + 2, "reachable", np.where(exact, reachable(out["n"], m, ALPHA),
+                                             (out["unit"] == UNIT_RECIPE_X_SEED).to_numpy()))
+    if "teacher" in by:
+        out = _over_control(out, lids, models, recipes, d, lid, by, n_boot)
+    return out
+
+
+def control_of(teacher: str, present: set[str]) -> str | None:
+    """The control a privileged teacher's gain is read against: its confidence-matched label
+    smoothing if the study ran it, else plain label smoothing, else self-distillation."""
+    from mmpkd_core.teachers import TEACHERS
+
+    if teacher not in TEACHERS or TEACHERS.get(teacher).modality == "any" or hasattr(TEACHERS.get(teacher), "reference"):
+        return None
+    return next((c for c in (f"matched_{teacher}", "label_smoothing", "image_self") if c in present), None)
+
+
+def over_control(mine: pd.DataFrame, theirs: pd.DataFrame, mine_recipes: np.ndarray, their_recipes: np.ndarray,
+                 d_mine: np.ndarray, d_theirs: np.ndarray, n_boot: int) -> tuple[float, float, float, float, str]:
+    """A teacher's gain minus its control's at the same other levels: paired by seed where the two
+    share two or more seeds (per seed, each side's mean over its recipes), else Welch over recipes,
+    else (one model a side) the image bootstrap of the difference. Returns (difference, low, high,
+    p, unit)."""
+    a, b = mine.groupby("seed")["gain"].mean(), theirs.groupby("seed")["gain"].mean()
+    common = a.index.intersection(b.index)
+    if len(common) >= 2:
+        est = infer([(a.loc[common] - b.loc[common]).to_numpy()])
+        return est["mean"][0], est["ci_low"][0], est["ci_high"][0], est["p_value"][0], UNIT_PAIRED_SEED
+    diff = float(np.mean(mine_recipes) - np.mean(their_recipes))
+    if len(mine_recipes) >= 2 and len(their_recipes) >= 2:
+        lo, hi, p = welch(mine_recipes, their_recipes)
+        return diff, lo, hi, p, UNIT_RECIPE_WELCH
+    draws = two_level_draws(d_mine, n_boot, seed=1) - two_level_draws(d_theirs, n_boot, seed=2)
+    lo, hi = _interval(draws)
+    return diff, lo, hi, np.nan, UNIT_ONE_MODEL
+
+
+def _over_control(out: pd.DataFrame, lids, models: pd.DataFrame, recipes: pd.DataFrame, d: np.ndarray,
+                  lid: np.ndarray, by: list[str], n_boot: int) -> pd.DataFrame:
+    """Beside each privileged teacher's gain over the baseline: its gain over its control teacher."""
+    present = set(out["teacher"])
+    if not any(control_of(t, present) for t in present):
+        return out  # no control teacher in these studies: no columns for it
+    level_of = {tuple(r[f] for f in by): k for k, (_, r) in zip(lids, out.iterrows())}
+    names = ["control", "over_control", "over_control_low", "over_control_high", "over_control_p", "over_control_unit"]
+    cols = {c: [] for c in names}
+    for _, row in out.iterrows():
+        control = control_of(row["teacher"], present)
+        theirs = tuple(control if f == "teacher" else row[f] for f in by)
+        if control is None or theirs not in level_of:
+            values = (control, np.nan, np.nan, np.nan, np.nan, None)
+        else:
+            ka, kb = level_of[tuple(row[f] for f in by)], level_of[theirs]
+            values = (control, *over_control(models[models["lid"] == ka], models[models["lid"] == kb],
+                                              recipes.loc[recipes["lid"] == ka, "gain"].to_numpy(),
+                                              recipes.loc[recipes["lid"] == kb, "gain"].to_numpy(),
+                                              d[lid == ka], d[lid == kb], n_boot))
+        for c, val in zip(names, values):
+            cols[c].append(val)
+    at = out.columns.get_loc("ci_high") + 1
+    for i, c in enumerate(names):
+        out.insert(at + i, c, cols[c])
+    return out
