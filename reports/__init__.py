@@ -8,7 +8,7 @@ from pathlib import Path
 import plotly.io as pio
 
 from reports import data, render
-from reports.importance import importance_rows
+from reports.importance import importance_notes, importance_rows
 from study.errors import StudyError
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px}
@@ -35,6 +35,18 @@ def _heatmaps(con, names: list[str], metric: str, pairs: list[tuple[str, str]]) 
             if controlled:
                 out.append((f"Privileged teacher over its control: {domain}",
                             render.control_figure(controlled, rows_by, cols_by, metric)))
+    return out
+
+
+def _ablation_paths(con, overview: list[dict], metric: str) -> list:
+    """The ablation-path figure of each ablation study."""
+    from study.ablation import ablation_path
+
+    out = []
+    for r in overview:
+        if r["spec"].get("design") == "ablation" and r["completed"]:
+            rows = ablation_path(con, r["name"], metric, n_boot=300).to_dict("records")
+            out.append((f"Ablation path: {r['name']}", render.ablation_path_figure(rows, metric, r["name"])))
     return out
 
 
@@ -79,7 +91,9 @@ def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | N
             ("Objective per trial", render.objective_figure(trials, metric)),
             ("Gain over the matched baseline", render.gains_figure(data.gains(con, names, metric), metric)),
             *_heatmaps(con, names, metric, [("teacher", "attention_method"), *(heatmaps or [])]),
-            ("Importance per domain", render.importance_figure(importance_rows(con, names, metric), metric)),
+            *_ablation_paths(con, overview, metric),
+            ("Importance per domain", render.importance_figure(importance_rows(con, names, metric), metric,
+                                                               importance_notes(con, names))),
             ("Localization against each searched dimension",
              render.dimension_figure(data.metric_by_dimension(con, names, metric))),
             ("Classification against localization", render.pareto_figure(pareto, metric, front)),

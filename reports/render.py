@@ -17,7 +17,7 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 def overview_html(rows: list[dict]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in
-                            ["study", "domain", "status", "trials", "seeds", "completed", "pruned", "failed", "baselines run",
+                            ["study", "domain", "design", "status", "trials", "seeds", "completed", "pruned", "failed", "baselines run",
                              "wall time", "best recipe (by validation objective)"]) + "</tr>"
     body = []
     for r in rows:
@@ -27,15 +27,18 @@ def overview_html(rows: list[dict]) -> str:
                                             for k, v in b["params"].items())
                                   + f": val {b['val_objective']:.3f}, test {b['test_objective']:.3f}, "
                                     f"AUROC {b['test_auroc']:.3f} ({b['seeds']} seed(s))")
-        cells = [r["name"], r["domain"], r["status"], r["trials"], r["seeds"], r["completed"], r["pruned"], r["failed"],
+        cells = [r["name"], r["domain"], r["spec"].get("design", "optimize"), r["status"], r["trials"], r["seeds"], r["completed"], r["pruned"], r["failed"],
                  r["baselines"], wall, best]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     specs = "".join(f"<details><summary>spec of {html.escape(r['name'])}</summary><pre>"
                     f"{html.escape(json.dumps(r['spec'], indent=2))}</pre></details>" for r in rows)
+    pruned = [f"{r['name']} ({r['pruned']})" for r in rows if r["pruned"]]
+    left_out = (f"<p class='note'>Pruned recipes, stopped early by ASHA before any test scoring, are left out of "
+                f"every gain, figure and table: {html.escape(', '.join(pruned))}.</p>") if pruned else ""
     one = [r["name"] for r in rows if r["seeds"] <= 1]
     note = (f"<p class='note'><b>{html.escape(', '.join(one))}</b>: {ONE_SEED_NOTE}. Add seeds ('seeds: [0, 1, 2]' in "
             "the spec; 'study seeds' says how many) before reading a gain as a recipe effect.</p>") if one else ""
-    return f"<table>{head}{''.join(body)}</table>{note}{specs}"
+    return f"<table>{head}{''.join(body)}</table>{note}{left_out}{specs}"
 
 
 def objective_figure(rows: list[dict], metric: str) -> go.Figure:
@@ -229,7 +232,7 @@ def parallel_figure(rows: list[dict], metric: str) -> go.Figure:
     return fig
 
 
-def importance_figure(rows: list[dict], metric: str) -> go.Figure:
+def importance_figure(rows: list[dict], metric: str, notes: list[str] | None = None) -> go.Figure:
     domains = sorted({r["domain"] for r in rows})
     fig = make_subplots(rows=1, cols=max(1, len(domains)), subplot_titles=domains or ["no data"], shared_yaxes=True)
     methods = sorted({r["method"] for r in rows})
@@ -245,8 +248,42 @@ def importance_figure(rows: list[dict], metric: str) -> go.Figure:
                                      arrayminus=[r["importance"] - (r["low"] or r["importance"]) for r in pts]),
                         row=1, col=j + 1)
     n = max((r["trials"] for r in rows), default=0)
-    fig.update_layout(title=f"Importance of each dimension for the gain in {metric} (95% bootstrap over trials; "
-                            f"up to {n} trials per domain)", barmode="group", height=420, template="plotly_white")
+    title = (f"Importance of each dimension for the gain in {metric}, from sensitivity studies (95% bootstrap over "
+             f"recipes; up to {n} recipes per domain)" if rows else f"Importance of each dimension for the gain in {metric}: "
+             "not estimated")
+    fig.update_layout(title=title, barmode="group", height=420 + 18 * len(notes or []), template="plotly_white")
+    if notes:
+        fig.add_annotation(text="<br>".join(html.escape(n) for n in notes), xref="paper", yref="paper", x=0, y=1,
+                           xanchor="left", yanchor="top", showarrow=False, align="left", font=dict(size=12))
+    return fig
+
+
+def ablation_path_figure(rows: list[dict], metric: str, study: str) -> go.Figure:
+    """The reference recipe, then each cell of an ablation study: its gain over the reference recipe
+    and over the no-distillation baseline, per attention method, with seed-level intervals."""
+    methods = sorted({r["method"] for r in rows})
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=False, subplot_titles=["over the reference recipe",
+                                                                             "over the no-distillation baseline"])
+    for k, method in enumerate(methods):
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["number"])
+        x = [f"#{r['number']} {r['cell']}" for r in pts]
+        color = PALETTE[k % len(PALETTE)]
+        for col, (key, lo, hi) in enumerate((("over_reference", "over_reference_low", "over_reference_high"),
+                                             ("gain", "ci_low", "ci_high"))):
+            y = [r[key] for r in pts]
+            fig.add_scatter(x=x, y=y, mode="markers+lines", line=dict(color=color, width=1), name=method,
+                            legendgroup=method, showlegend=col == 0, row=1, col=col + 1,
+                            marker=dict(color=color, size=9, symbol=["circle" if r["seeds"] > 1 else "circle-open"
+                                                                     for r in pts]),
+                            error_y=dict(type="data", symmetric=False,
+                                         array=[(r[hi] - r[key]) if r[hi] == r[hi] else 0 for r in pts],
+                                         arrayminus=[(r[key] - r[lo]) if r[lo] == r[lo] else 0 for r in pts]))
+        fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=1, col=1)
+        fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=1, col=2)
+    one = any(r["seeds"] <= 1 for r in rows)
+    fig.update_layout(title=f"Ablation path of {study}: gain in {metric} per cell (95% t-intervals over seeds"
+                            + ("; hollow: 1 seed, test-set sampling only" if one else "") + ")",
+                      height=460, template="plotly_white")
     return fig
 
 

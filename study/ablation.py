@@ -16,6 +16,8 @@ the attention methods the level pools, which all read the same model). Then:
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -204,3 +206,49 @@ def _over_control(out: pd.DataFrame, lids, models: pd.DataFrame, recipes: pd.Dat
     for i, c in enumerate(names):
         out.insert(at + i, c, cols[c])
     return out
+
+
+def ablation_path(con, study: str, metric: str, n_boot: int = 1000) -> pd.DataFrame:
+    """An ablation study's cells in order (recipe 0 is the reference), per attention method: each
+    cell's gain over the no-distillation baseline and over the reference recipe, both inferred over
+    seeds (the reference difference is paired by seed and image); Holm over the cells' differences
+    from the reference within the table."""
+    pairs = load_pairs(con, [study], metric)
+    if pairs.keys.empty:
+        raise StudyError(f"no completed trials with a baseline for metric '{metric}' in {study}")
+    params = {n: json.loads(p) for n, p in con.execute(
+        "SELECT number, any_value(params_json) FROM trials WHERE study = ? AND NOT is_baseline GROUP BY number",
+        [study]).fetchall()}
+    if 0 not in params:
+        raise StudyError(f"study '{study}' has no reference recipe (#0); is it an ablation study?")
+    over_base = ablation_table(pairs, ["number", "attention_method"], n_boot).set_index(["number", "attention_method"])
+    k = pairs.keys
+    row_of = {(n, s, m): i for i, (n, s, m) in enumerate(zip(k["number"], k["seed"], k["method"]))}
+    rows = []
+    for (number, method), r in over_base.iterrows():
+        diffs = np.array([pairs.value[i] - pairs.value[row_of[(0, s, method)]] for (n, s, m), i in row_of.items()
+                          if n == number and m == method and (0, s, method) in row_of])  # (seeds, images)
+        diff, lo, hi, p = 0.0, np.nan, np.nan, np.nan
+        if number != 0 and len(diffs) >= 2:  # paired by seed: the seed is the unit
+            est = infer([_nanmean(diffs, 1)])
+            diff, lo, hi, p = est["mean"][0], est["ci_low"][0], est["ci_high"][0], est["p_value"][0]
+        elif number != 0 and len(diffs) == 1:  # one seed: the test images of one pair of models
+            diff = float(_nanmean(diffs[0]))
+            lo, hi = bootstrap_ci(diffs[0], n_boot=n_boot)
+        rows.append({"cell": cell_label(params[0], params.get(number, {})), "number": int(number), "method": method,
+                     "gain": r["gain"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "unit": r["unit"],
+                     "seeds": r["seeds"], "over_reference": diff, "over_reference_low": lo,
+                     "over_reference_high": hi, "over_reference_p": p})
+    out = pd.DataFrame(rows).sort_values(["method", "number"], kind="stable").reset_index(drop=True)
+    out["over_reference_p_holm"] = holm(out["over_reference_p"].to_numpy(float))
+    return out
+
+
+def cell_label(reference: dict, cell: dict) -> str:
+    """'reference', or the values a cell changes from it ('temperature=8, teacher=mlp')."""
+    changed = [f"{k}={_short(v)}" for k, v in cell.items() if reference.get(k) != v]
+    return ", ".join(changed) or "reference"
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -137,6 +137,9 @@ def check_spec(spec: StudySpec) -> None:
         if spec.executor.trials != size:
             raise SpecError("executor.trials", f"a grid over {', '.join(dims) or 'nothing'} has {size} points; "
                                                f"set trials: {size}")
+    from study.design import check_design
+
+    check_design(spec, fits)
     if spec.seeds is not None and (not spec.seeds or len(set(spec.seeds)) != len(spec.seeds)):
         raise SpecError("seeds", "must list distinct seeds, at least one (e.g. seeds: [0, 1, 2])")
     if spec.seeds and "seed" in dims:

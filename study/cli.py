@@ -56,6 +56,11 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
                              "Use --name NEW, --replace, or --db OTHER.duckdb.")
         else:
             plan.append((spec, "done" if row["status"] == "completed" else "resume"))
+    from study.design import plan as design_plan
+
+    for spec, mode in plan:  # a fixed design's reference study must be there before anything is trained
+        if mode != "done":
+            design_plan(spec, store)
     for spec, mode in plan:
         if mode == "done":
             _say(f"study {spec.name} is already complete in {db} (--replace to run it again)")
@@ -217,28 +222,43 @@ def _check_format(fmt: str) -> None:
 @app.command()
 def ablate(
     names: list[str] = typer.Argument(..., metavar="NAME...", help="Stored study name(s)"),
-    by: str = typer.Option("teacher,attention_method", "--by", help="Comma-separated factors to group by"),
+    by: Optional[str] = typer.Option(None, "--by", help="Comma-separated factors to group by (default: teacher,"
+                                                          "attention_method; for one ablation study: its cells)"),
     metric: str = typer.Option("pointing_game", "--metric", help="Localization metric"),
     fmt: str = FORMAT,
     db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples (rows of a single trained model)"),
 ) -> None:
     """Print the ablation table: mean gain over the matched baseline per factor level, inferred over
-    seeds (or recipes), with a t-interval, an exact sign-flip p-value and Holm's correction."""
-    from study.ablation import ablation
+    seeds (or recipes), with a t-interval, an exact sign-flip p-value and Holm's correction. For an
+    ablation study: each cell's gain over the baseline and over the reference recipe."""
+    from study.ablation import ablation, ablation_path
     from study.stats import PairingError
     from study.store import connect
 
     _check_format(fmt)
     con = connect(str(db), read_only=True)
     try:
-        table = ablation(con, _resolve(con, names), [b.strip() for b in by.split(",") if b.strip()], metric, n_boot)
+        studies = _resolve(con, names)
+        designs = {json.loads(s).get("design", "optimize") for (s,) in con.execute(
+            "SELECT spec_json FROM studies WHERE list_contains(?, name)", [studies]).fetchall()}
+        if by is None and len(studies) == 1 and designs == {"ablation"}:
+            table = ablation_path(con, studies[0], metric, n_boot)
+            _emit(table, fmt)
+            (_say if fmt == "table" else _note)(
+                "gain: over the no-distillation baseline; over_reference: over the reference recipe (cell #0), "
+                "paired by seed and image; intervals: 95% t over seeds (1 seed: the test images only)")
+            return
+        table = ablation(con, studies, [b.strip() for b in (by or "teacher,attention_method").split(",") if b.strip()],
+                         metric, n_boot)
+        pruned = con.execute("""SELECT count(DISTINCT (study, number)), list(DISTINCT epochs_done ORDER BY epochs_done)
+            FROM trials WHERE list_contains(?, study) AND status = 'pruned'""", [studies]).fetchone()
     except PairingError as err:
         raise StudyError(str(err)) from None
     finally:
         con.close()
     _emit(table, fmt)
-    for line in ablation_notes(table):
+    for line in ablation_notes(table, *pruned):
         (_say if fmt == "table" else _note)(line)
 
 
@@ -246,8 +266,9 @@ def _note(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def ablation_notes(table) -> list[str]:
-    """The lines printed under an ablation table: its units, one-seed rows, rows that cannot reach 0.05."""
+def ablation_notes(table, pruned: int = 0, pruned_at=None) -> list[str]:
+    """The lines printed under an ablation table: its units, one-seed rows, rows that cannot reach 0.05,
+    and the pruned recipes left out."""
     from study.inference import ALPHA, ONE_SEED_NOTE, UNIT_ONE_MODEL
 
     units = ", ".join(f"{u} ({c} rows)" for u, c in table["unit"].value_counts(sort=False).items())
@@ -261,6 +282,10 @@ def ablation_notes(table) -> list[str]:
     if low:
         lines.append(f"{low} row(s) cannot reach p_holm < {ALPHA} with their number of units (the smallest exact "
                      "p is p_floor = 2/2^n): add seeds (see 'study seeds')")
+    if pruned:
+        lines.append(f"{pruned} pruned recipe(s) left out: ASHA stopped them after {', '.join(map(str, pruned_at))} "
+                     "epoch(s), before any test scoring, so they have no gain to compare (a sensitivity or ablation "
+                     "design completes every recipe)")
     return lines
 
 
@@ -326,8 +351,9 @@ def validate_engine(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 2 seeds (minutes, for a smoke check)"),
     null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null, at the --quick sizes with 6 seeds, "
                                                                  "for this many other data seeds, and report the share "
-                                                                 "of intervals that exclude zero (each repeat gives 4 "
-                                                                 "A/A intervals, seeds 0-2 against 3-5: 10 give 40)"),
+                                                                 "of intervals that exclude zero (each repeat gives 8 "
+                                                                 "A/A intervals, seeds 0-2 against 3-5 of the report "
+                                                                 "teacher's students and of the baselines: 5 give 40)"),
     cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
     fmt: str = FORMAT,
 ) -> None:
@@ -338,6 +364,7 @@ def validate_engine(
     from study.validate import REPEAT_SEEDS, contrast, load, seed_split_contrast, verdict
 
     _check_format(fmt)
+    AA_PRIVILEGED, AA_BASELINE = "A/A: report teacher, seeds 0-2 - 3-5", "A/A: baseline, seeds 0-2 - 3-5"
     plan = [("planted", load("planted", quick)), ("null", load("null", quick))]
     plan += [("repeat", load("null", True, data_seed=r, name=f"validation-null-repeat-data{r}", seeds=REPEAT_SEEDS))
              for r in range(1, null_repeats + 1)]
@@ -350,9 +377,10 @@ def validate_engine(
             t["expectation"], t["contrast"] = ("null" if kind == "repeat" else kind), "privileged - control"
             tables.append(t)
             if kind == "repeat":
-                aa = seed_split_contrast(con, spec.name)
-                aa["expectation"], aa["contrast"] = "null", "seeds 0-2 - seeds 3-5"
-                tables.append(aa)
+                for models, label in (("privileged", AA_PRIVILEGED), ("baseline", AA_BASELINE)):
+                    aa = seed_split_contrast(con, spec.name, models)
+                    aa["expectation"], aa["contrast"] = "null", label
+                    tables.append(aa)
     finally:
         con.close()
     table = pd.concat(tables, ignore_index=True)
@@ -360,7 +388,7 @@ def validate_engine(
     _emit(table, fmt)
     for label, rows in (("privileged - control", table[(table["expectation"] == "null")
                                                        & (table["contrast"] == "privileged - control")]),
-                        ("seed halves (A/A)", table[table["contrast"] == "seeds 0-2 - seeds 3-5"])):
+                        ("seed halves (A/A)", table[table["contrast"].isin([AA_PRIVILEGED, AA_BASELINE])])):
         if len(rows):
             share = float((rows["verdict"] == "FALSE POSITIVE").mean())
             _say(f"null intervals excluding zero, {label}: {share:.1%} of {len(rows)} (nominal 5%)")

@@ -192,8 +192,15 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     """Run the study, or continue it (``resume``): finished recipes are kept once, recipes that were
     running when the process died are run again with the same sampled values, and the sampler
     replays the stored results to continue its own sequence."""
+    from study.design import plan, resolved
+
     cache_dir = str(Path(cache_dir).resolve())
     t0 = time.perf_counter()
+    recipes = plan(spec, store)  # a fixed design's recipes (a reference study that is not there stops us here)
+    stored_spec = spec
+    if recipes is not None:
+        spec = resolved(spec, recipes)
+        say(f"design {spec.design}: {len(recipes)} recipes x {len(spec.seed_list())} seed(s), every one completed")
     say(f"device: {device_line(spec)}")
     base = base_config(spec, cache_dir)
     prepare(spec, base, cache_dir, say)
@@ -204,7 +211,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
         say(f"resuming {spec.name}: {len(finished)} recipes kept, {len(killed)} interrupted ones run again, "
             f"{max(0, spec.executor.trials - len(finished) - len(killed))} still to sample")
     else:
-        store.create_study(spec.name, spec.domain, spec.model_dump_json(), spec.spec_hash())
+        store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash())
     rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
     rec.finished = len(finished)
     status = "failed"
@@ -321,9 +328,11 @@ def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=min(spec.executor.grace_period, spec.student.epochs))
-              if spec.executor.scheduler == "asha" else optuna.pruners.NopPruner())
+              if spec.scheduler() == "asha" else optuna.pruners.NopPruner())
     ostudy = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize",
                                  sampler=sampler(spec), pruner=pruner)
+    for recipe in spec.recipes or []:  # a fixed design: its recipes, in order
+        ostudy.enqueue_trial(recipe)
     dims, ex = spec.dims(), spec.executor
     State = optuna.trial.TrialState
 
@@ -375,6 +384,8 @@ def check_replay(number: int, sampled: dict, stored: dict) -> None:
 def sampler(spec: StudySpec):
     import optuna
 
+    if spec.recipes is not None:  # a fixed design enqueues every recipe; nothing is sampled
+        return optuna.samplers.RandomSampler(seed=spec.executor.seed)
     if spec.executor.sampler == "grid":
         space = {k: v.choices for k, v in spec.dims().items()}
         return optuna.samplers.GridSampler(space, seed=spec.executor.seed)

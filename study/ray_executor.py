@@ -114,7 +114,7 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
         search = searcher(spec, finished)
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
                                    grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
-                     if ex.scheduler == "asha" else FIFOScheduler())
+                     if spec.scheduler() == "asha" else FIFOScheduler())
         trainable = tune.with_parameters(ray_recipe, base=base.to_dict(), seeds=spec.seed_list())
         tuner = tune.Tuner(
             tune.with_resources(trainable, _resources(spec)),
@@ -139,7 +139,7 @@ def searcher(spec: StudySpec, finished: dict | None = None):
     from study.space import define_by_run
 
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
-                          sampler=sampler(spec))
+                          sampler=sampler(spec), points_to_evaluate=spec.recipes or None)
     batched = _batched(search, spec.executor.sample_batch, spec.executor.trials)
     if finished:
         batched.replay(finished)

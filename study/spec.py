@@ -130,6 +130,15 @@ class ExecutorSpec(Strict):
     resources: ResourcesSpec = ResourcesSpec()
 
 
+class AblationSpec(Strict):
+    """``design: ablation``: a reference recipe (values, or ``{best_of: STUDY}``: the best completed
+    recipe of a stored optimise study) and the factors changed from it, one at a time or crossed."""
+
+    reference: dict[str, Scalar]
+    factors: dict[str, list[Scalar]]
+    mode: Literal["one_at_a_time", "factorial"] = "one_at_a_time"
+
+
 class StudySpec(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     domain: str
@@ -143,7 +152,12 @@ class StudySpec(Strict):
     seeds: list[int] | None = None  # each sampled recipe is trained once per seed (default: recipe.seed)
     baselines: bool = True  # run the matched no-distillation baselines (reused across studies)
     teacher_options: dict[str, dict[str, Any]] = {}  # teacher name -> its options, e.g. hf_encoder: {model_path: DIR}
+    # optimize: TPE + ASHA, finds a good recipe; sensitivity: scrambled Sobol recipes, every one completed;
+    # ablation: a reference recipe and one change at a time (or a factorial), every cell completed
+    design: Literal["optimize", "sensitivity", "ablation"] = "optimize"
+    ablation: AblationSpec | None = None
     _stand_in_for: str | None = PrivateAttr(None)  # the real domain this synthetic one replaces (no data.root)
+    _recipes: list[dict] | None = PrivateAttr(None)  # a fixed design's recipes, in order (study.design.resolved)
 
     @property
     def stand_in_for(self) -> str | None:
@@ -151,6 +165,14 @@ class StudySpec(Strict):
 
     def seed_list(self) -> list[int]:
         return list(self.seeds) if self.seeds else [self.recipe.seed]
+
+    @property
+    def recipes(self) -> list[dict] | None:
+        return self._recipes
+
+    def scheduler(self) -> str:
+        """The scheduler that runs: only an optimise study stops recipes early."""
+        return self.executor.scheduler if self.design == "optimize" else "fifo"
 
     def dims(self) -> dict[str, Dist]:
         """The parsed search space (``load_spec`` has validated it)."""
@@ -166,7 +188,8 @@ class StudySpec(Strict):
 
 
 LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
-                ("student", "pretrained", None), (None, "teacher_options", {})]
+                ("student", "pretrained", None), (None, "teacher_options", {}), (None, "design", "optimize"),
+                (None, "ablation", None)]
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line

@@ -45,21 +45,24 @@ def load(kind: str, quick: bool = False, data_seed: int | None = None, name: str
     return spec_from_dict(raw)
 
 
-def seed_split_contrast(con, study: str) -> pd.DataFrame:
-    """An A/A check of the interval: the privileged teacher's students of the first half of the
-    seeds minus those of the second half (seed k against seed k + half), paired by image. Nothing
-    differs but the seed, so a calibrated 95% interval excludes zero 5% of the time."""
-    rows = con.execute("""
+def seed_split_contrast(con, study: str, models: str = "privileged") -> pd.DataFrame:
+    """An A/A check of the interval: one recipe's models of the first half of the seeds minus those
+    of the second half (seed k against seed k + half), paired by image -- the privileged teacher's
+    students (``models="privileged"``), or the study's own no-distillation baselines
+    (``"baseline"``). Nothing differs but the seed, so a calibrated 95% interval excludes zero 5% of
+    the time."""
+    who = "NOT t.is_baseline AND t.teacher = ?" if models == "privileged" else "t.is_baseline AND ? IS NOT NULL"
+    rows = con.execute(f"""
         SELECT t.seed, l.method, l.metric, l.image_id, l.value
         FROM localization l JOIN trials t ON t.study = l.study AND t.trial_id = l.trial_id
-        WHERE t.study = ? AND t.status = 'completed' AND t.teacher = ? AND l.method NOT IN ('uniform', 'centre')
+        WHERE t.study = ? AND t.status = 'completed' AND {who} AND l.method NOT IN ('uniform', 'centre')
         ORDER BY l.method, l.metric, t.seed, l.image_id""", [study, PRIVILEGED]).df()
     out = []
     for (method, metric), g in rows.groupby(["method", "metric"], sort=True):
         v = g.pivot(index="seed", columns="image_id", values="value").sort_index()
         half = len(v) // 2
         if half == 0:
-            raise StudyError(f"study '{study}' has fewer than two seeds of {PRIVILEGED}")
+            raise StudyError(f"study '{study}' has fewer than two seeds of {PRIVILEGED if models == 'privileged' else 'its baseline'}")
         diff = v.iloc[:half].to_numpy(float) - v.iloc[half:2 * half].to_numpy(float)
         out.append({"study": study, "method": method, "metric": metric, "seeds": 2 * half, "images": diff.shape[1],
                     "privileged_minus_control": float(np.nanmean(diff)), **seed_interval(diff)})

@@ -72,13 +72,25 @@ def test_curves_per_trial_epoch(con):
     assert len(rows) == 8 and rows[0]["epoch"] == 1 and rows[1]["loss"] == 0.5
 
 
-def test_importance_of_the_only_dimension_is_all_of_it(con):
-    from reports.importance import importance_rows
+def test_importance_is_not_drawn_from_an_optimise_study(con):
+    from reports.importance import importance_notes, importance_rows
 
-    rows = importance_rows(con, ["demo"], "relevance_mass", n_boot=5)
-    assert {r["method"] for r in rows} == {"fANOVA", "PED-ANOVA", "LightGBM TreeSHAP"}
-    for r in rows:
-        assert r["dimension"] == "teacher" and r["trials"] == 4
+    assert importance_rows(con, ["demo"], "relevance_mass", n_boot=5) == []
+    assert importance_notes(con, ["demo"]) == [
+        "demo: an optimize study; importance is not estimated from adaptively sampled, mostly pruned recipes -- run a "
+        "sensitivity study (design: sensitivity)"]
+
+
+def test_importance_table_of_the_only_dimension_is_all_of_it():
+    from reports.importance import _distributions, importance_table
+
+    rows = [{"params": {"teacher": t}, "gain": g} for t, g in
+            [("mlp", 0.3), ("mlp", 0.31), ("lightgbm", 0.0), ("lightgbm", 0.01)] * 2]
+    out = importance_table(rows, _distributions({"teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]}}),
+                           n_boot=5)
+    assert {r["method"] for r in out} == {"fANOVA", "PED-ANOVA", "LightGBM TreeSHAP"}
+    for r in out:
+        assert r["dimension"] == "teacher" and r["trials"] == 8
         assert r["importance"] == pytest.approx(1.0)
 
 
