@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mmpkd_core.version import stamp
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data import load_domain
 from mmpkd_core.data.base import domain_folder
@@ -53,7 +54,7 @@ class TrialResult:
             "maps": {m: np.round(a.reshape(len(a), -1), 4).tolist() for m, a in self.maps.items()},
             "grid": list(next(iter(self.maps.values())).shape[1:]) if self.maps else None,
             "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
-            "trial_seconds": self.seconds, "gpu_mb": self.gpu_mb,
+            "trial_seconds": self.seconds, "gpu_mb": self.gpu_mb, **stamp(),
         }
 
 

@@ -151,9 +151,10 @@ def gallery(con, names: list[str], metric: str, k: int = 3) -> list[dict]:
     best = _rows(con, """
         SELECT DISTINCT ON (domain) t.study, t.domain, t.trial_id, t.attention_method AS method, t.data_path,
                t.test_objective, b.study AS base_study, b.trial_id AS base_trial
-        FROM trials t JOIN (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
-                            WHERE is_baseline AND status = 'completed' GROUP BY config_hash) b
-             ON b.config_hash = t.baseline_key
+        FROM trials t JOIN (SELECT config_hash, science_version, any_value(study) AS study,
+                                   any_value(trial_id) AS trial_id FROM trials
+                            WHERE is_baseline AND status = 'completed' GROUP BY config_hash, science_version) b
+             ON b.config_hash = t.baseline_key AND b.science_version IS NOT DISTINCT FROM t.science_version
         WHERE list_contains(?, t.study) AND t.status = 'completed' AND NOT t.is_baseline
         ORDER BY domain, t.test_objective DESC NULLS LAST, t.trial_id""", [names])
     out = []

@@ -59,6 +59,8 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
     from study.design import plan as design_plan
 
     for spec, mode in plan:  # a fixed design's reference study must be there before anything is trained
+        if mode == "resume":
+            _check_science_version(store, spec.name, db)
         if mode != "done":
             design_plan(spec, store)
     for spec, mode in plan:
@@ -84,6 +86,20 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
     if report:
         out = _write_report(db, [s.name for s, _ in plan], None)
         _say(f"report:   {out.resolve()}")
+
+
+def _check_science_version(store, name: str, db: Path) -> None:
+    """A study is continued only by an engine of the science version that made its trials."""
+    from mmpkd_core.version import SCIENCE_VERSION, describe, engine_version
+
+    other = store.science_versions(name) - {SCIENCE_VERSION}
+    if other:
+        made = store.con.execute("SELECT list(DISTINCT engine_version) FROM trials WHERE study = ? AND "
+                                 "science_version IS DISTINCT FROM ?", [name, SCIENCE_VERSION]).fetchone()[0]
+        packages = ", ".join(sorted(str(m) for m in made if m)) or "unknown"
+        raise StudyError(f"study '{name}' in {db} was made by {' and '.join(describe(v) for v in sorted(other, key=str))}; "
+                         f"this engine (mmpkd-study {engine_version()}) is science version {SCIENCE_VERSION}. Start a new "
+                         f"study (--name NEW, or --replace), or install the engine that made it (mmpkd-study {packages})")
 
 
 @app.command()
@@ -351,9 +367,10 @@ def validate_engine(
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes and 2 seeds (minutes, for a smoke check)"),
     null_repeats: int = typer.Option(0, "--null-repeats", help="Also run the null, at the --quick sizes with 6 seeds, "
                                                                  "for this many other data seeds, and report the share "
-                                                                 "of intervals that exclude zero (each repeat gives 8 "
+                                                                 "of intervals that exclude zero (each repeat gives 18 "
                                                                  "A/A intervals, seeds 0-2 against 3-5 of the report "
-                                                                 "teacher's students and of the baselines: 5 give 40)"),
+                                                                 "teacher's students and of the baselines, 3 methods x "
+                                                                 "3 metrics: 3 repeats give 54)"),
     cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
     fmt: str = FORMAT,
 ) -> None:
@@ -361,13 +378,13 @@ def validate_engine(
     import pandas as pd
 
     from study.store import connect
-    from study.validate import REPEAT_SEEDS, contrast, load, seed_split_contrast, verdict
+    from study.validate import REPEAT_EVALUATION, REPEAT_SEEDS, contrast, load, seed_split_contrast, verdict
 
     _check_format(fmt)
     AA_PRIVILEGED, AA_BASELINE = "A/A: report teacher, seeds 0-2 - 3-5", "A/A: baseline, seeds 0-2 - 3-5"
     plan = [("planted", load("planted", quick)), ("null", load("null", quick))]
-    plan += [("repeat", load("null", True, data_seed=r, name=f"validation-null-repeat-data{r}", seeds=REPEAT_SEEDS))
-             for r in range(1, null_repeats + 1)]
+    plan += [("repeat", load("null", True, data_seed=r, name=f"validation-null-repeat-data{r}", seeds=REPEAT_SEEDS,
+                             evaluation=REPEAT_EVALUATION)) for r in range(1, null_repeats + 1)]
     _run_specs([s for _, s in plan], db, False, False, None, cache_dir)
     con = connect(str(db), read_only=True)
     try:

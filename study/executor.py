@@ -267,8 +267,9 @@ def missing_baselines(store: Store, study: str) -> list:
 
     rows = store.con.execute("""
         SELECT DISTINCT t.config_json FROM trials t
-        WHERE t.study = ? AND NOT t.is_baseline AND t.baseline_key NOT IN
-              (SELECT config_hash FROM trials WHERE is_baseline AND status = 'completed')""", [study]).fetchall()
+        WHERE t.study = ? AND NOT t.is_baseline AND NOT EXISTS
+              (SELECT 1 FROM trials b WHERE b.is_baseline AND b.status = 'completed' AND b.config_hash = t.baseline_key
+               AND b.science_version IS NOT DISTINCT FROM t.science_version)""", [study]).fetchall()
     configs = {}
     for (cfg_json,) in rows:
         import json
@@ -280,8 +281,14 @@ def missing_baselines(store: Store, study: str) -> list:
 
 def run_baselines(spec: StudySpec, configs: list, rec: Recorder, cache_dir: str, address: str | None) -> None:
     """Run the baselines not yet stored (by any study in this database)."""
-    done = rec.store.completed_baselines()
-    todo = [c for c in {c.config_hash(): c for c in configs}.values() if c.config_hash() not in done]
+    from mmpkd_core.version import SCIENCE_VERSION, describe
+
+    done = rec.store.completed_baselines(SCIENCE_VERSION)
+    todo = [c for c in {c.config_hash(): c for c in configs}.values() if SCIENCE_VERSION not in done.get(c.config_hash(), ())]
+    for c in todo:
+        for v in sorted(done.get(c.config_hash(), ()), key=str):
+            rec.say(f"baseline for seed {c.seed} made by {describe(v)}; this engine is science version "
+                    f"{SCIENCE_VERSION}: running it again")
     if not todo:
         if configs:
             rec.say(f"baselines: {len(configs)} reused from the database")

@@ -46,8 +46,8 @@ class Pairs:
 
 
 PAIRS_SQL = """
-WITH b AS (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
-           WHERE is_baseline AND status = 'completed' GROUP BY config_hash),
+WITH b AS (SELECT config_hash, science_version, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
+           WHERE is_baseline AND status = 'completed' GROUP BY config_hash, science_version),
 tg AS (SELECT l.study, l.trial_id, l.method, l.metric, list(l.image_id ORDER BY l.image_id) AS ids,
               list(l.value ORDER BY l.image_id) AS v
        FROM localization l SEMI JOIN trials t ON t.study = l.study AND t.trial_id = l.trial_id
@@ -60,9 +60,13 @@ SELECT t.study, t.domain, t.trial_id, t.number, t.seed, t.teacher, t.temperature
        t.weight_decay, t.epochs, t.attention_method AS sampled_method, tg.method, tg.metric,
        tg.v, bg.v AS bv, coalesce(tg.ids = bg.ids, false) AS paired,
        CASE WHEN coalesce(tg.ids = bg.ids, false) THEN NULL ELSE tg.ids END AS bad_ids,
-       CASE WHEN coalesce(tg.ids = bg.ids, false) THEN NULL ELSE bg.ids END AS bad_bids
+       CASE WHEN coalesce(tg.ids = bg.ids, false) THEN NULL ELSE bg.ids END AS bad_bids,
+       t.science_version AS sv,
+       CASE WHEN bg.v IS NULL THEN (SELECT list(DISTINCT x.science_version) FROM trials x WHERE x.is_baseline
+            AND x.status = 'completed' AND x.config_hash = t.baseline_key
+            AND x.science_version IS DISTINCT FROM t.science_version) END AS other_versions
 FROM tg JOIN trials t ON t.study = tg.study AND t.trial_id = tg.trial_id
-LEFT JOIN b ON b.config_hash = t.baseline_key
+LEFT JOIN b ON b.config_hash = t.baseline_key AND b.science_version IS NOT DISTINCT FROM t.science_version
 LEFT JOIN bg ON bg.study = b.study AND bg.trial_id = b.trial_id AND bg.method = tg.method AND bg.metric = tg.metric
 ORDER BY t.study, t.trial_id, tg.method, tg.metric
 """
@@ -107,8 +111,15 @@ def _matrix(column) -> np.ndarray:
 
 
 def _raise_unpaired(table, i: int, n_bad: int):
-    row = {k: table.column(k)[i].as_py() for k in ("study", "trial_id", "method", "metric", "bad_ids", "bad_bids")}
+    row = {k: table.column(k)[i].as_py() for k in ("study", "trial_id", "method", "metric", "bad_ids", "bad_bids", "sv",
+                                                   "other_versions")}
     where = f"trial {row['study']}/{row['trial_id']} ({row['method']}/{row['metric']})"
+    if row["bad_bids"] is None and row["other_versions"]:
+        from mmpkd_core.version import describe
+
+        raise PairingError(f"{where} was made by {describe(row['sv'])}, its baseline only by "
+                           f"{' and '.join(describe(v) for v in row['other_versions'])}: numbers of different engines "
+                           "are never paired; run the study again with one engine (study run SPEC --name NEW)")
     if row["bad_bids"] is None:
         raise PairingError(f"{where} has no completed baseline with its scores; rerun the baseline")
     only_t = sorted(set(row["bad_ids"]) - set(row["bad_bids"]))[:3]

@@ -59,8 +59,9 @@ CREATE OR REPLACE VIEW gains_by_image AS
            bl.image_id IS NOT NULL AS baseline_value_present
     FROM trials t
     JOIN localization l ON l.study = t.study AND l.trial_id = t.trial_id
-    JOIN (SELECT config_hash, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
-          WHERE is_baseline AND status = 'completed' GROUP BY config_hash) b ON b.config_hash = t.baseline_key
+    JOIN (SELECT config_hash, science_version, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
+          WHERE is_baseline AND status = 'completed' GROUP BY config_hash, science_version) b
+         ON b.config_hash = t.baseline_key AND b.science_version IS NOT DISTINCT FROM t.science_version
     LEFT JOIN localization bl ON bl.study = b.study AND bl.trial_id = b.trial_id AND bl.method = l.method
           AND bl.metric = l.metric AND bl.image_id = l.image_id
     WHERE NOT t.is_baseline AND t.status = 'completed';
@@ -73,7 +74,8 @@ CREATE OR REPLACE VIEW trial_summary AS
 
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
 ADDED_COLUMNS = [("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
-                 ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE")]
+                 ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE"),
+                 ("trials", "science_version", "INTEGER"), ("trials", "engine_version", "VARCHAR")]
 
 # per-model columns renamed for what they measure (this model on this test set, not the recipe)
 RENAMED_COLUMNS = [("gains", "ci_low", "model_ci_low"), ("gains", "ci_high", "model_ci_high"),
@@ -173,21 +175,35 @@ class Store:
     def trial_started(self, study: str, trial_id: str, number: int | None, config: dict, params: dict,
                       config_hash: str, baseline_key: str | None) -> None:
         """A new row in state 'running'. ``baseline_key`` is the config hash of the trial's matched
-        baseline; a baseline itself has none."""
+        baseline; a baseline itself has none. The row records the science and package version of the
+        engine that runs it (the worker's, once it reports its result)."""
+        from mmpkd_core.version import SCIENCE_VERSION, engine_version
+
         s = config["student"]
         is_base = baseline_key is None
         self.con.execute(
             "INSERT INTO trials (study, trial_id, number, status, is_baseline, domain, teacher, temperature, alpha,"
             " beta, attention_method, lr, weight_decay, epochs, seed, params_json, config_json, config_hash,"
-            " baseline_key, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " baseline_key, started_at, science_version, engine_version)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [study, trial_id, number, is_base, config["domain"], None if is_base else config["teacher"],
              None if is_base else config["temperature"], config["alpha"], config["beta"],
              None if is_base else config["attention_method"], s["lr"], s["weight_decay"], s["epochs"],
-             config["seed"], json.dumps(params), json.dumps(config), config_hash, baseline_key, now()])
+             config["seed"], json.dumps(params), json.dumps(config), config_hash, baseline_key, now(),
+             SCIENCE_VERSION, engine_version()])
 
-    def completed_baselines(self) -> set[str]:
-        rows = self.con.execute("SELECT config_hash FROM trials WHERE is_baseline AND status = 'completed'").fetchall()
-        return {r[0] for r in rows}
+    def completed_baselines(self, science_version: int) -> dict[str, set]:
+        """Config hash -> the science versions of its completed baselines (None: from before versions)."""
+        out: dict[str, set] = {}
+        for h, v in self.con.execute("SELECT DISTINCT config_hash, science_version FROM trials "
+                                     "WHERE is_baseline AND status = 'completed'").fetchall():
+            out.setdefault(h, set()).add(v)
+        return out
+
+    def science_versions(self, study: str) -> set:
+        """The science versions the study's trials were made by."""
+        return {r[0] for r in self.con.execute("SELECT DISTINCT science_version FROM trials WHERE study = ?",
+                                               [study]).fetchall()}
 
     def trial_finished(self, study: str, trial_id: str, status: str, epochs: list[dict],
                        result: dict | None = None, error: str | None = None) -> None:
@@ -204,6 +220,9 @@ class Store:
                  _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})),
                  json.dumps(r.get("method_params", {})), r.get("data_path"), len(epochs),
                  _num(r.get("trial_seconds")), _num(r.get("gpu_mb")), error, now(), study, trial_id])
+            if "science_version" in r:  # the worker's own engine made these numbers
+                self.con.execute("UPDATE trials SET science_version = ?, engine_version = ? WHERE study = ? AND "
+                                 "trial_id = ?", [r["science_version"], r.get("engine_version"), study, trial_id])
             if epochs:
                 ep = pd.DataFrame([{c: row.get(c) for c in EPOCH_COLUMNS} for row in epochs])
                 ep.insert(0, "trial_id", trial_id)

@@ -27,10 +27,13 @@ QUICK = {"data": {"n_train": 1000, "n_val": 100, "n_test": 100}, "student": {"ep
 
 
 REPEAT_SEEDS = [0, 1, 2, 3, 4, 5]  # a repeated null trains 6 seeds: privileged vs control, and seeds 0-2 vs 3-5
+# a repeat scores more methods x metrics (cheap next to training): 9 A/A intervals per family of models
+REPEAT_EVALUATION = {"methods": ["raw_cls", "rollout", "grad_rollout"],
+                     "metrics": ["pointing_game", "relevance_mass", "pixel_auroc"]}
 
 
 def load(kind: str, quick: bool = False, data_seed: int | None = None, name: str | None = None,
-         seeds: list[int] | None = None):
+         seeds: list[int] | None = None, evaluation: dict | None = None):
     raw = yaml.safe_load((SPECS / f"{kind}.yaml").read_text())
     if quick:
         for k, v in QUICK.items():
@@ -42,6 +45,8 @@ def load(kind: str, quick: bool = False, data_seed: int | None = None, name: str
         raw["name"] = name
     if seeds:
         raw["seeds"] = seeds
+    if evaluation:
+        raw["evaluation"] = evaluation
     return spec_from_dict(raw)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mmpkd_core.registry import Registry
+from mmpkd_core.version import SCIENCE_VERSION, describe, notify, stamp
 
 SPLITS = ("train", "val", "test")
 
@@ -164,15 +165,30 @@ def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
         return spec.view(cfg, *open_prepared(ensure_prepared(spec, cfg, cache_dir)))
     folder = domain_folder(domain, cfg, cache_dir)
     arrays = folder / "arrays.npz"
-    if not arrays.exists():
+    made_by = cache_version(folder / "science.json")
+    if arrays.exists() and made_by != SCIENCE_VERSION:
+        notify(f"data cache {folder.name} made by {describe(made_by)}; this engine is science version "
+               f"{SCIENCE_VERSION}: generating it again")
+    if not arrays.exists() or made_by != SCIENCE_VERSION:
         data = spec.generate(cfg)
         PREPARED_COUNT["generated"] += 1
         _save(folder, data)
     return _load(folder, domain, spec.modality)
 
 
+def cache_version(marker: Path):
+    """The science version a cache's marker file records (None: no marker, made before versions were)."""
+    try:
+        return json.loads(marker.read_text()).get("science_version")
+    except (OSError, ValueError):
+        return None
+
+
 def _save(folder: Path, d: DomainData) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "arrays.npz").exists():  # another science version's arrays go first: never under a new marker
+        (folder / "arrays.npz").unlink()
+    atomic_write(folder / "science.json", lambda p: p.write_text(json.dumps(stamp())))
     if d.text is not None:
         atomic_write(folder / "text.json", lambda p: p.write_text(json.dumps(d.text)))
     if d.table is not None:

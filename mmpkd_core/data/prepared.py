@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmpkd_core.data.base import atomic_write, cache_root
+from mmpkd_core.data.base import atomic_write, cache_root, cache_version
+from mmpkd_core.version import SCIENCE_VERSION, describe, stamp
 
 PREP_VERSION = 1
 PREPARE_COUNT = {"prepared": 0}  # real data sets actually decoded in this process (the cache makes the rest free)
@@ -88,6 +89,11 @@ def prepared_path(domain, cfg, cache_dir=None) -> Path:
 def ensure_prepared(domain, cfg, cache_dir=None, workers: int | None = None, force: bool = False, say=print) -> Path:
     """The prepared cache's folder, decoding the data set into it first if absent (or ``force``)."""
     folder = prepared_path(domain, cfg, cache_dir)
+    made_by = cache_version(folder / "prepared.json")
+    if not force and (folder / "prepared.json").exists() and made_by != SCIENCE_VERSION:
+        say(f"prepared cache {folder.name} made by {describe(made_by)}; this engine is science version "
+            f"{SCIENCE_VERSION}: preparing it again")
+        force = True
     if force or not (folder / "prepared.json").exists():
         items, meta, skipped = domain.plan(cfg)
         say(f"preparing {domain.name}: {len(items)} images from {Path(cfg.root).expanduser().resolve()} at "
@@ -216,7 +222,7 @@ def build(folder: Path, items: list[Item], meta: pd.DataFrame, size: int, skip_b
     seconds = time.perf_counter() - t0
     meta = meta.reset_index(drop=True)[keep].reset_index(drop=True)
     info = {"images": int(keep.sum()), "skipped": len(errors), "image_size": size, "seconds": round(seconds, 2),
-            "images_per_second": round(n / seconds, 1) if seconds > 0 else None, "workers": workers}
+            "images_per_second": round(n / seconds, 1) if seconds > 0 else None, "workers": workers, **stamp()}
     for name, part in parts.items():
         os.replace(part, folder / name)
     atomic_write(folder / "meta.parquet", lambda p: meta.to_parquet(p, index=False))

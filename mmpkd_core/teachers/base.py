@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from mmpkd_core.data.base import DataConfig, DomainData, atomic_write, cache_root, load_domain
+from mmpkd_core.version import SCIENCE_VERSION, describe, notify
 from mmpkd_core.registry import Registry
 
 
@@ -95,6 +96,14 @@ def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_opt
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _made_by(path):
+    """The science version a cached teacher's outputs record (None: absent, or made before versions were)."""
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return int(z["science_version"]) if "science_version" in z.files else None
+
+
 def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cache_dir=None,
                     all_options: dict | None = None) -> TeacherOutputs:
     """The fitted teacher's outputs from the cache, fitting it once if absent. ``all_options`` maps
@@ -103,7 +112,11 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
     options = (all_options or {}).get(name, {})
     key = teacher_key(name, domain, data_cfg, seed, all_options)
     path = cache_root(cache_dir) / "teachers" / f"{domain}-{name}-{key}.npz"
-    if not path.exists():
+    made_by = _made_by(path)
+    if path.exists() and made_by != SCIENCE_VERSION:
+        notify(f"teacher {name} (seed {seed}) made by {describe(made_by)}; this engine is science version "
+               f"{SCIENCE_VERSION}: fitting it again")
+    if not path.exists() or made_by != SCIENCE_VERSION:
         import time
 
         data = load_domain(domain, data_cfg, cache_dir)
@@ -130,7 +143,7 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         def write(p):
             with open(p, "wb") as f:
                 np.savez(f, logits=logits.astype(np.float32), embedding=emb.astype(np.float32),
-                         metrics=json.dumps(metrics))
+                         metrics=json.dumps(metrics), science_version=SCIENCE_VERSION)
 
         atomic_write(path, write)
     with np.load(path) as z:

@@ -46,9 +46,9 @@ def test_baseline_trials_are_marked(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     store.trial_started("s", "b", None, dict(CONFIG, alpha=0.0, beta=0.0), {}, "abc", None)
     assert store.con.execute("SELECT is_baseline, teacher FROM trials").fetchone() == (True, None)
-    assert store.completed_baselines() == set()
+    assert store.completed_baselines(1) == {}
     store.trial_finished("s", "b", "completed", EPOCHS, RESULT)
-    assert store.completed_baselines() == {"abc"}
+    assert store.completed_baselines(1) == {"abc": {1}}
 
 
 def test_resume_drops_baselines_that_did_not_complete(tmp_path):
