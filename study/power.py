@@ -44,7 +44,13 @@ def seeds_needed(effect: float, sd: float, power: float = 0.8, alpha: float = 0.
     if not sd > 0:
         return 2
     n = np.arange(2, MAX_SEEDS + 1)
-    reached = TTestPower().power(effect_size=abs(effect) / sd, nobs=n, alpha=alpha, alternative="two-sided") >= power
+    d = abs(effect) / sd
+    with np.errstate(invalid="ignore"):
+        got = TTestPower().power(effect_size=d, nobs=n, alpha=alpha, alternative="two-sided")
+    # statsmodels' noncentral t gives NaN for very large effects; there the normal approximation (power ~ 1) holds
+    crit = stats.t.ppf(1 - alpha / 2, n - 1)
+    approx = stats.norm.cdf(d * np.sqrt(n) - crit) + stats.norm.cdf(-d * np.sqrt(n) - crit)
+    reached = np.where(np.isnan(got), approx, got) >= power
     return int(n[np.argmax(reached)]) if reached.any() else None
 
 

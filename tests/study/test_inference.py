@@ -144,3 +144,17 @@ def test_study_seeds_on_a_one_seed_study_names_the_seeds_key(demo_db):
     bad = subprocess.run([sys.executable, "-m", "study.cli", "seeds", "demo", "--effect", "0", "--db", str(demo_db)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error: --effect 0.0: give the smallest gain worth detecting")
+
+
+def test_seeds_needed_grows_with_the_spread_even_for_large_effects():
+    from statsmodels.stats.power import TTestPower
+
+    from study.power import SIGN_FLIP_MIN, seeds_needed
+
+    assert SIGN_FLIP_MIN == 6  # 2/2^6 = 0.031 is the first floor under 0.05
+    # statsmodels' noncentral t is NaN at effect sizes this large; the normal approximation takes over
+    sizes = [seeds_needed(0.05, sd) for sd in (0.0095, 0.0136, 0.03, 0.07, 0.12)]
+    assert sizes == sorted(sizes) and sizes[0] == 3  # 2 seeds: t on 1 df (critical value 12.7) is too weak
+    n = seeds_needed(0.05, 0.07)
+    power = TTestPower().power(effect_size=0.05 / 0.07, nobs=[n - 1, n], alpha=0.05)
+    assert power[0] < 0.8 <= power[1]  # the smallest n that reaches the power
