@@ -156,5 +156,5 @@ def test_seeds_needed_grows_with_the_spread_even_for_large_effects():
     sizes = [seeds_needed(0.05, sd) for sd in (0.0095, 0.0136, 0.03, 0.07, 0.12)]
     assert sizes == sorted(sizes) and sizes[0] == 3  # 2 seeds: t on 1 df (critical value 12.7) is too weak
     n = seeds_needed(0.05, 0.07)
-    power = TTestPower().power(effect_size=0.05 / 0.07, nobs=[n - 1, n], alpha=0.05)
+    power = TTestPower().power(effect_size=0.05 / 0.07, nobs=np.array([n - 1, n]), alpha=0.05)
     assert power[0] < 0.8 <= power[1]  # the smallest n that reaches the power
