@@ -25,7 +25,7 @@ from study.errors import StudyError
 from study.gains import CHANCE, FACTORS, Pairs, _interval, _nanmean, _with_bins, load_pairs, two_level_draws
 from study.inference import (ALPHA, UNIT_ONE_MODEL, UNIT_PAIRED_SEED, UNIT_RECIPE_ONE_SEED, UNIT_RECIPE_WELCH,
                              UNIT_RECIPE_X_SEED, UNIT_SEED, infer, p_floor, reachable, two_way, welch)
-from study.stats import bootstrap_ci, holm
+from study.stats import bootstrap_ci, bootstrap_ci_columns, holm
 
 RECIPE_BY = ["study", "domain", "number", "attention_method"]
 RECIPE_GAINS_COLUMNS = ["study", "domain", "number", "method", "metric", "unit", "n", "df", "recipes", "seeds",
@@ -120,15 +120,16 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
     models, recipes = _units(lk, lid, _nanmean(d, 1))
     est = _level_estimates(models, recipes, lids)
     n_recipes, n_seeds = recipes.groupby("lid").size(), models.groupby("lid")["seed"].nunique()
+    one = [k for k in lids if est.loc[k, "unit"] == UNIT_ONE_MODEL]
+    if one:  # the methods a one-model level pools read one model: average them per image, bootstrap all at once
+        per_image = np.stack([_nanmean(d[lid == k], 0) for k in one], axis=1)  # (images, levels)
+        lo, hi = bootstrap_ci_columns(per_image, n_boot=n_boot)
+        est.loc[one, "mean"], est.loc[one, "ci_low"], est.loc[one, "ci_high"] = _nanmean(per_image, 0), lo, hi
     rows = []
     for k in lids:
         idx = np.flatnonzero(lid == k)
         first, e = lk.iloc[idx[0]], est.loc[k]
         gain, lo, hi = e["mean"], e["ci_low"], e["ci_high"]
-        if e["unit"] == UNIT_ONE_MODEL:  # the methods pooled here read one model: average them per image
-            per_image = _nanmean(d[idx], 0)
-            gain = float(_nanmean(per_image))
-            lo, hi = bootstrap_ci(per_image, n_boot=n_boot)
         trials = set(zip(lk["study"].iloc[idx], lk["trial_id"].iloc[idx]))
         rows.append({**{f: first[f] for f in by}, "unit": e["unit"], "n": int(e["n"]), "df": float(e["df"]),
                      "recipes": int(n_recipes.get(k, 0)), "seeds": int(n_seeds.get(k, 0)),
