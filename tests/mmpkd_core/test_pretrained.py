@@ -72,6 +72,7 @@ def test_minilm_weights_are_hash_checked(monkeypatch):
     text_teachers.minilm_path.cache_clear()
 
 
+@pytest.mark.trains
 def test_hf_encoder_reads_any_local_encoder_folder(cache_dir):
     """The minilm package's folder is a plain Hugging Face folder: hf_encoder on it gives minilm's outputs."""
     cfg = DataConfig(n_train=200, n_val=60, n_test=60, image_size=32, seed=5, label_noise=0.2)
@@ -79,7 +80,7 @@ def test_hf_encoder_reads_any_local_encoder_folder(cache_dir):
     hf = teacher_outputs("hf_encoder", "synthetic_cxr", cfg, seed=0, cache_dir=cache_dir, all_options=opts)
     mini = teacher_outputs("minilm", "synthetic_cxr", cfg, seed=0, cache_dir=cache_dir)
     np.testing.assert_allclose(hf.logits, mini.logits, atol=1e-5)
-    assert hf.embedding.shape == (320, 384) and hf.metrics["test_auroc"] > 0.9
+    assert hf.embedding.shape == (320, 384) and hf.metrics["test_auroc"] > 0.9  # measured: 1.0
     other = teacher_outputs("hf_encoder", "synthetic_cxr", cfg, seed=0, cache_dir=cache_dir,
                             all_options={"hf_encoder": {**opts["hf_encoder"], "pooling": "cls"}})
     assert not np.allclose(other.embedding, hf.embedding)  # options are part of the cache key

@@ -16,6 +16,7 @@ def domain_for(teacher: str) -> str:
                 if not DOMAINS.get(d).is_real and DOMAINS.get(d).modality == TEACHERS.get(teacher).modality)
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("name", PRIVILEGED)
 def test_teacher_reads_its_modality_well_and_is_fitted_once(name, cache_dir):
     domain = domain_for(name)
@@ -24,13 +25,16 @@ def test_teacher_reads_its_modality_well_and_is_fitted_once(name, cache_dir):
     n = CFG.n_train + CFG.n_val + CFG.n_test
     assert out.logits.shape == (n, 2) and out.embedding.shape[0] == n
     assert np.isfinite(out.logits).all() and np.isfinite(out.embedding).all()
-    # the privileged modality states the truth: the teacher must read it well on unseen cases
+    # the privileged modality states the truth: the teacher must read it well on unseen cases. Measured (issue 13):
+    # 1.0 for all four teachers at seed 0 under default, MKL_CBWR=COMPATIBLE, MKL_CBWR=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2;
+    # lowest 0.994 over data and teacher seeds 1 and 2
     assert out.metrics["test_auroc"] > 0.85
     again = teacher_outputs(name, domain, CFG, seed=0, cache_dir=cache_dir)
     assert FIT_COUNT["fitted"] == before + 1
     np.testing.assert_array_equal(out.logits, again.logits)
 
 
+@pytest.mark.trains
 def test_text_teacher_sees_through_label_noise(cache_dir):
     """Trained on 30% wrong labels, the report teacher still ranks the true finding well."""
     cfg = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=2, label_noise=0.3)
@@ -39,7 +43,7 @@ def test_text_teacher_sees_through_label_noise(cache_dir):
     tr = d.index("train")
     wrong = d.labels[tr] != d.true_labels[tr]
     pred = (out.logits[tr, 1] > out.logits[tr, 0]).astype(int)
-    assert (pred[wrong] == d.true_labels[tr][wrong]).mean() > 0.6  # it disagrees with the wrong labels
+    assert (pred[wrong] == d.true_labels[tr][wrong]).mean() > 0.6  # it disagrees with the wrong labels (measured: 1.0)
 
 
 def test_teacher_for_the_wrong_modality_is_refused(cache_dir):
@@ -57,6 +61,7 @@ def test_label_smoothing_control_reads_the_training_labels_only(cache_dir):
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.trains
 def test_image_self_control_sees_only_the_image(cache_dir):
     cfg = DataConfig(n_train=300, n_val=60, n_test=60, image_size=32, seed=0)
     out = teacher_outputs("image_self", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)
@@ -81,6 +86,7 @@ def test_matched_targets_carry_the_teachers_confidence_on_the_given_label():
     assert (logits.argmax(1) == labels).all()
 
 
+@pytest.mark.trains
 def test_matched_control_is_built_from_its_reference_and_fits_its_modality(cache_dir):
     cfg = DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=4, label_noise=0.2)
     ref = teacher_outputs("lightgbm", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)

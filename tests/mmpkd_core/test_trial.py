@@ -1,7 +1,10 @@
 """run_trial / run_recipe: determinism on CPU, seeds in lockstep, the payload the driver stores."""
 import numpy as np
+import pytest
 
 from mmpkd_core import DataConfig, StudentConfig, TrialConfig, run_recipe, run_trial
+
+pytestmark = pytest.mark.trains
 
 CFG = TrialConfig(domain="synthetic_ddsm", data=DataConfig(n_train=120, n_val=40, n_test=40, image_size=32),
                   student=StudentConfig(patch_size=8, embed_dim=32, depth=2, num_heads=2, epochs=2),

@@ -20,6 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_a_study_through_an_existing_cluster(tmp_path, cache_dir):
     port = free_port()

@@ -35,6 +35,7 @@ def roots(tmp_path_factory):
     return real_layouts.cbis_ddsm(base / "ddsm"), real_layouts.mimic_cxr(base / "cxr")
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_cbis_ddsm_prepare_info_and_two_studies_that_share_the_cache(roots, tmp_path):
     ddsm, _ = roots
@@ -71,6 +72,7 @@ def test_cbis_ddsm_prepare_info_and_two_studies_that_share_the_cache(roots, tmp_
     assert "running synthetic_ddsm, the synthetic stand-in for cbis_ddsm" in synth.stdout
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_mimic_cxr_study_on_ray_with_the_minilm_teacher_and_a_report(roots, tmp_path):
     _, cxr = roots

@@ -28,6 +28,7 @@ def start(tmp_path, cache_dir, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_sigkill_then_resume(tmp_path, cache_dir, kind):

@@ -58,6 +58,7 @@ def test_a_study_of_another_science_version_is_not_resumed(tmp_path):
     con.close()
 
 
+@pytest.mark.trains
 def test_caches_of_another_version_are_made_again(tmp_path, capsys):
     from mmpkd_core.data import DataConfig
     from mmpkd_core.data.base import PREPARED_COUNT, domain_folder, load_domain

@@ -22,6 +22,7 @@ def test_validation_specs_load_and_differ_only_in_the_knob():
     assert planted == null
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_dir):
     out = subprocess.run([sys.executable, "-m", "study.cli", "validate-engine", "--quick", "--db", "v.duckdb",
