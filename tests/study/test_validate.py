@@ -34,7 +34,10 @@ def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_di
     null = contrast(con, "validation-null-quick")
     con.close()
     # the report teacher knows the truth behind 40% wrong labels: its students localize better
-    assert (planted["privileged_minus_control"] > 0).mean() >= 0.75, planted
+    # (pointing game, where the planted effect lives: +0.47 rollout and +0.53 grad_rollout measured at these sizes,
+    # +0.59 / +0.41 at full size; relevance mass moves little at 2 seeds and -0.015 was measured for rollout)
+    pg = planted[planted["metric"] == "pointing_game"]
+    assert len(pg) == 2 and (pg["privileged_minus_control"] > 0.15).all(), planted
     # paired: both teachers' students scored on the same 2 seeds x the same test images with a finding
     assert (planted["seeds"] == 2).all() and (null["seeds"] == 2).all()
     assert planted["images"].nunique() == 1 and null["images"].nunique() == 1
