@@ -27,7 +27,7 @@ def test_validation_specs_load_and_differ_only_in_the_knob():
 def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_dir):
     out = subprocess.run([sys.executable, "-m", "study.cli", "validate-engine", "--quick", "--db", "v.duckdb",
                           "--format", "csv"], cwd=tmp_path, env=dict(os.environ, MMPKD_CACHE=cache_dir),
-                         capture_output=True, text=True, timeout=1200)
+                         capture_output=True, text=True, timeout=2400)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
     planted = contrast(con, "validation-planted-quick")
