@@ -13,11 +13,12 @@ from mmpkd_core.trainer import to_tensors, train
 pytestmark = pytest.mark.trains
 
 # The thresholds below sit well inside what was measured (issue 13), so that another CPU, math library or thread
-# count cannot cross them: 10 trainings (blob_domain seed, torch seed) = (0..7, same), (0, 1), (1, 0), each under
-# default settings, MKL_CBWR=COMPATIBLE, MKL_CBWR=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 (what an AVX2-only CPU runs: it
-# reproduced the failing machine's 1.40 / 2.74 for seed 0), 2 threads, on an AVX-512 EPYC; 7 of them also with
-# ATEN_CPU_CAPABILITY=avx2, 5 with 1 thread: 53 in all. The fixture's seed 0 moved between 1.40 and 1.55 (rollout
-# over uniform) and 2.62 and 2.74 (grad_rollout over uniform) across those settings.
+# count cannot cross them. Measured on an AVX-512 EPYC, 75 trainings in all: 10 (blob_domain seed, torch seed) pairs,
+# (0..7, same), (0, 1), (1, 0), each under default settings, MKL_CBWR=COMPATIBLE, MKL_CBWR=AVX2 and
+# ONEDNN_MAX_CPU_ISA=AVX2 (what an AVX2-only CPU runs: it reproduced the failing machine's 1.40 / 2.74 for seed 0);
+# 7 of them also with ATEN_CPU_CAPABILITY=avx2, 5 with 1 thread; 22 more pairs (8..29, same) under default settings.
+# The fixture's seed 0 moved between 1.40 and 1.55 (rollout over uniform) and 2.62 and 2.74 (grad_rollout) across
+# the settings; seed 7 moved by 0.41 (rollout) and 1.32 (grad_rollout): a training can land elsewhere on another CPU.
 
 
 def blob_domain(n=800, size=32, seed=0) -> DomainData:
@@ -40,7 +41,7 @@ def trained():
                                                            epochs=12, lr=1e-3))
     t = to_tensors(data, None, torch.device("cpu"))
     model, history = train(cfg, data, t)
-    assert history[-1]["val_auroc"] > 0.99  # measured 1.0 in every training and setting above
+    assert history[-1]["val_auroc"] > 0.99  # measured 1.0 in every training above
     te = data.index("test")
     roi = te[data.masks[te].any(axis=(1, 2))]
     return model, cfg, t.x[roi], data.masks[roi]
@@ -51,9 +52,9 @@ def relevance_mass(model, method, x, masks):
     return float(np.nanmean(localization.score("relevance_mass", maps, masks)))
 
 
-# relevance mass as a multiple of the uniform map's: lowest measured over all the trainings and settings above
-# rollout 1.27, grad_rollout 1.76; an untrained one (torch seeds 0-4, 123) gave rollout 1.00, grad_rollout 0.80-1.10
-@pytest.mark.parametrize("method, times_chance", [("rollout", 1.1), ("grad_rollout", 1.3)])
+# relevance mass as a multiple of the uniform map's, lowest over all the trainings above: rollout 1.27, grad_rollout
+# 1.42 (means 1.55 and 2.89). An untrained student (torch seeds 0-4, 123) gave rollout 1.00, grad_rollout 0.80-1.10.
+@pytest.mark.parametrize("method, times_chance", [("rollout", 1.1), ("grad_rollout", 1.2)])
 def test_trained_student_beats_uniform_on_relevance_mass(trained, method, times_chance):
     model, cfg, x, masks = trained
     chance = relevance_mass(model, "uniform", x, masks)  # = the mean share of the image the blob covers
@@ -72,7 +73,7 @@ def test_maps_change_when_the_weights_are_randomised(trained, method):
     a = attention.extract(method, model, x).flatten(1).numpy()
     b = attention.extract(method, random_model, x).flatten(1).numpy()
     rho = np.nanmean([spearmanr(a[i], b[i]).statistic for i in range(len(a))])
-    assert rho < 0.5, rho  # highest measured over the five methods and all the trainings above: 0.30
+    assert rho < 0.5, rho  # highest over the five methods and all the trainings above: 0.32
 
 
 def test_method_parameters_are_tuned_on_validation_images_only(trained):
