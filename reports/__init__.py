@@ -1,6 +1,7 @@
 """Plotly reports built from the study database, opened read-only; never imports torch."""
 from __future__ import annotations
 
+import html
 import os
 import tempfile
 from pathlib import Path
@@ -68,15 +69,15 @@ def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | N
     if png_dir is not None and chromium_path() is None:
         raise StudyError("--png needs Chromium for kaleido to draw with, and none was found; install it "
                          "(Debian: apt-get install -y chromium) or drop --png")
-    from study.store import connect
-
     from study.gains import FACTORS
+    from study.store import connect, live_note
 
     for pair in heatmaps or []:
         bad = [f for f in pair if f not in FACTORS]
         if len(pair) != 2 or bad:
             raise StudyError(f"a heatmap needs two factors among: {', '.join(FACTORS)} (got {', '.join(pair)})")
     con = connect(db_path, read_only=True)
+    live = live_note(db_path)
     try:
         known = {r[0] for r in con.execute("SELECT name FROM studies").fetchall()}
         missing = [n for n in names if n not in known]
@@ -107,6 +108,7 @@ def build_report(db_path: str, names: list[str], out_path: str, png_dir: str | N
         con.close()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{' + '.join(names)}</title>"
              f"<style>{CSS}</style></head><body><h1>Study report: {' + '.join(names)}</h1>",
+             *([f"<p class='note'>Live: {html.escape(live)}</p>"] if live else []),
              "<h2>Overview</h2>", render.overview_html(overview)]
     for i, (title, fig) in enumerate(figures):
         parts.append(f"<h2>{title}</h2>")

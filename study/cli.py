@@ -74,7 +74,17 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
                  "(set data.root, or the environment variable the spec names, to run the real data)")
         _say(f"study {spec.name}: {spec.executor.trials} recipes x {len(spec.seed_list())} seed(s) on {spec.domain} "
              f"({spec.executor.kind} executor) -> {db}")
-        outcome = run_study(spec, store, str(cache_dir), say=_say, address=address, resume=mode == "resume")
+        if console.is_terminal:  # a live progress line at the bottom; a log gets the per-trial lines only
+            from study.progress import LiveLine
+
+            live = LiveLine(console, spec.name, spec.objective.mode)
+        else:
+            from contextlib import nullcontext
+
+            live = nullcontext()
+        with live:
+            outcome = run_study(spec, store, str(cache_dir), say=_say, address=address, resume=mode == "resume",
+                                progress=live if console.is_terminal else None)
         counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
         _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
         if outcome.best:
@@ -86,6 +96,9 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
     if report:
         out = _write_report(db, [s.name for s, _ in plan], None)
         _say(f"report:   {out.resolve()}")
+        from study.tracking import log_report
+
+        log_report([s for s, _ in plan], out, _say)  # into each MLflow-tracked study's study-level run
 
 
 def _check_science_version(store, name: str, db: Path) -> None:
@@ -144,9 +157,7 @@ def report(
                                                                         "e.g. temperature_bin,attention_method"),
 ) -> None:
     """Write the self-contained HTML report of one or more studies (opens offline)."""
-    from study.store import connect
-
-    con = connect(str(db), read_only=True)
+    con = _read(db, _say)
     try:
         names = _resolve(con, names)
     finally:
@@ -162,9 +173,7 @@ def status(db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP)
     """List the stored studies with their trial counts and best objective."""
     from rich.table import Table
 
-    from study.store import connect
-
-    con = connect(str(db), read_only=True)
+    con = _read(db, _say)
     rows = con.execute("""
         SELECT s.name, s.domain, s.status, count(t.trial_id),
                count(*) FILTER (WHERE t.status = 'completed'), count(*) FILTER (WHERE t.status = 'pruned'),
@@ -250,10 +259,8 @@ def ablate(
     ablation study: each cell's gain over the baseline and over the reference recipe."""
     from study.ablation import ablation, ablation_path
     from study.stats import PairingError
-    from study.store import connect
-
     _check_format(fmt)
-    con = connect(str(db), read_only=True)
+    con = _read(db, _note)
     try:
         studies = _resolve(con, names)
         designs = {json.loads(s).get("design", "optimize") for (s,) in con.execute(
@@ -280,6 +287,18 @@ def ablate(
 
 def _note(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _read(db: Path, say) -> object:
+    """A read-only connection; while a running study holds the file, its last published snapshot,
+    and one line (through ``say``) saying how old that state is."""
+    from study.store import connect, live_note
+
+    con = connect(str(db), read_only=True)
+    note = live_note(db)
+    if note:
+        say(note)
+    return con
 
 
 def ablation_notes(table, pruned: int = 0, pruned_at=None) -> list[str]:
@@ -318,10 +337,8 @@ def seeds(
     """How many seeds detect a gain of --effect: seed and image variance components of a pilot study,
     an upper confidence bound on the seed spread, then a t-test power analysis."""
     from study.power import SIGN_FLIP_MIN, seed_plan
-    from study.store import connect
-
     _check_format(fmt)
-    con = connect(str(db), read_only=True)
+    con = _read(db, _note)
     try:
         found = _resolve(con, [name])
         if len(found) > 1:
@@ -345,10 +362,8 @@ def query(
     """Run a read-only SQL query (the database is opened read-only: writes are refused)."""
     import duckdb
 
-    from study.store import connect
-
     _check_format(fmt)
-    con = connect(str(db), read_only=True)
+    con = _read(db, _note)
     try:
         df = con.execute(sql).df()
     except duckdb.Error as err:
@@ -386,7 +401,7 @@ def validate_engine(
     plan += [("repeat", load("null", True, data_seed=r, name=f"validation-null-repeat-data{r}", seeds=REPEAT_SEEDS,
                              evaluation=REPEAT_EVALUATION)) for r in range(1, null_repeats + 1)]
     _run_specs([s for _, s in plan], db, False, False, None, cache_dir)
-    con = connect(str(db), read_only=True)
+    con = _read(db, _note)
     try:
         tables = []
         for kind, spec in plan:
@@ -511,17 +526,37 @@ def data_info(
          f"{d.images.shape[-1]} px images")
 
 
-def main() -> None:
-    from mmpkd_core.data.prepared import DataError
+@app.command()
+def dashboard(
+    db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
+    port: int = typer.Option(8080, "--port", help="Port to serve on, at 127.0.0.1"),
+) -> None:
+    """Serve the studies of --db in optuna-dashboard (trials, states, values, training curves), live while
+    a study runs."""
+    from study.dashboard import serve
 
+    serve(db, port, say=_say)
+
+
+def main() -> None:
     try:
         app()  # click handles usage errors itself (exit code 2)
-    except (StudyError, DataError) as err:
+    except StudyError as err:
         _fail(str(err))
     except Exception as err:  # a database written by another engine version, or not a study database
+        if _is_data_error(err):
+            _fail(str(err))
         if type(err).__module__.startswith(("duckdb", "_duckdb")):
             _fail(f"database: {str(err).splitlines()[0]} (is it a study database of this engine version?)")
         raise
+
+
+def _is_data_error(err: Exception) -> bool:
+    """A data problem (``mmpkd_core.data.prepared.DataError``), told apart without importing the data
+    code (and torch with it) for commands that never load data: if that module is not loaded, the
+    error cannot be one."""
+    prepared = sys.modules.get("mmpkd_core.data.prepared")
+    return prepared is not None and isinstance(err, prepared.DataError)
 
 
 def _fail(message: str) -> None:

@@ -203,6 +203,7 @@ def refresh_gains(store, study: str, n_boot: int = 1000) -> int:
         if len(r):
             r = r[RECIPE_GAINS_COLUMNS]
             store.con.execute("INSERT INTO recipe_gains SELECT * FROM r")
+    store.changed()
     return len(g)
 
 

@@ -1,5 +1,14 @@
 """The DuckDB store. The driver is its only writer; each trial lands in one transaction.
 
+Live reads: DuckDB lets no other process open a file that a writer holds, not even read-only. So
+the writer *publishes* what it has committed: after a transaction it checkpoints and copies the
+file to ``<db>.snapshot`` (written beside it, then renamed into place, so a reader never sees half
+a copy). ``connect(path, read_only=True)`` falls back to that snapshot while the database is
+locked, and ``live_note`` says how old it is. Publishing is budgeted: all copies together take at
+most ``PUBLISH_SHARE`` of the time since the store was opened (the next copy is assumed to cost what
+the last one did). A change the budget holds back goes out at the driver's next poll (every epoch
+report) once the budget allows.
+
 Tables: ``meta`` (schema version), ``studies``, ``trials`` (typed recipe columns + the whole
 config as JSON), ``epochs`` (per-epoch losses and validation metrics), ``localization`` (per
 trial x method x metric x image), ``evaluation`` (aggregates per trial x method x metric).
@@ -8,10 +17,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pandas as pd
 
 from study.errors import StoreError
 
@@ -21,7 +31,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS studies (
     name VARCHAR PRIMARY KEY, domain VARCHAR, spec_json JSON, spec_hash VARCHAR,
-    status VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP, wall_seconds DOUBLE);
+    status VARCHAR, created_at TIMESTAMP, finished_at TIMESTAMP, wall_seconds DOUBLE, planned_trials INTEGER);
 CREATE TABLE IF NOT EXISTS trials (
     study VARCHAR, trial_id VARCHAR, number INTEGER, status VARCHAR, is_baseline BOOLEAN,
     domain VARCHAR, teacher VARCHAR, temperature DOUBLE, alpha DOUBLE, beta DOUBLE,
@@ -73,7 +83,7 @@ CREATE OR REPLACE VIEW trial_summary AS
 """
 
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
-ADDED_COLUMNS = [("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
+ADDED_COLUMNS = [("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
                  ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE"),
                  ("trials", "science_version", "INTEGER"), ("trials", "engine_version", "VARCHAR")]
 
@@ -82,6 +92,7 @@ RENAMED_COLUMNS = [("gains", "ci_low", "model_ci_low"), ("gains", "ci_high", "mo
                    ("gains", "p_value", "model_p_value"), ("gains", "test", "model_test"),
                    ("gains", "p_holm", "model_p_holm")]
 
+PUBLISH_SHARE = 0.02  # at most this share of the driver's wall time goes to publishing snapshots
 EPOCH_COLUMNS = ["epoch", "loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds"]
 
 
@@ -96,45 +107,103 @@ def _num(x):
 class Store:
     """A DuckDB file. Opened lazily, so the object can be pickled before it is used."""
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, publish: bool = True):
         self.path, self.read_only = str(path), read_only
+        self.publishing = publish and not read_only and self.path != ":memory:"
         self._con = None
+        self._dirty = False
+        self._opened = time.monotonic()
+        self._last_cost = 0.0  # seconds the last copy took: what the next one is assumed to take
+        self.publish_seconds = 0.0  # spent publishing, in all
+        self.publishes = 0
 
     @property
     def con(self):
         if self._con is None:
             self._con = connect(self.path, self.read_only)
+            self._opened = time.monotonic()
+            if self.publishing:  # whatever snapshot lies there may be older than this file: replace it now
+                self.publish(force=True)
         return self._con
 
     def close(self) -> None:
         if self._con is not None:
+            if self._dirty:
+                self.publish(force=True)
             self._con.close()
             self._con = None
 
     def __getstate__(self):
-        return {"path": self.path, "read_only": self.read_only, "_con": None}
+        return {**self.__dict__, "_con": None}
+
+    # ------------------------------------------------------------------ live reads
+    def changed(self) -> None:
+        """A write was committed: publish it now, or at the next poll once the pace allows."""
+        self._dirty = True
+        self.poll()
+
+    def poll(self) -> None:
+        """Publish a committed change that is still unpublished, if the pace allows (the driver
+        calls this at every epoch report, so a change waits seconds, not a whole trial)."""
+        if self._dirty and self._affordable():
+            self.publish()
+
+    def _affordable(self) -> bool:
+        return self.publish_seconds + self._last_cost <= PUBLISH_SHARE * (time.monotonic() - self._opened)
+
+    def publish(self, force: bool = False) -> None:
+        """Checkpoint, copy the file to ``<db>.snapshot`` and rename it into place. Never fatal:
+        a study goes on if its snapshot cannot be written (readers then wait for the study)."""
+        if not self.publishing or self._con is None or not (force or self._affordable()):
+            return
+        t0 = time.perf_counter()
+        snap = snapshot_path(self.path)
+        tmp = snap.with_name(f"{snap.name}.{os.getpid()}.tmp")
+        try:
+            self._con.execute("CHECKPOINT")
+            # copied by a child process: a POSIX process that opens and closes the file itself loses
+            # DuckDB's lock on it (fcntl locks belong to the process and go with any close of the file)
+            subprocess.run(["cp", self.path, str(tmp)], check=True, capture_output=True, text=True)
+            os.replace(tmp, snap)
+        except Exception as err:  # a full disk, a read-only folder: the study matters more than its snapshot
+            tmp.unlink(missing_ok=True)
+            self.publishing = False
+            why = (getattr(err, "stderr", None) or str(err) or type(err).__name__).strip().splitlines()[0]
+            print(f"note: cannot publish a live snapshot of {self.path} ({why}); other "
+                  "processes can read the database once the study ends")
+            return
+        cost = time.perf_counter() - t0
+        self.publish_seconds += cost
+        self.publishes += 1
+        self._dirty = False
+        self._last_cost = cost
 
     # ------------------------------------------------------------------ studies
     def study_exists(self, name: str) -> bool:
         return self.study_row(name) is not None
 
-    def create_study(self, name: str, domain: str, spec_json: str, spec_hash: str) -> None:
-        self.con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL)",
-                         [name, domain, spec_json, spec_hash, now()])
+    def create_study(self, name: str, domain: str, spec_json: str, spec_hash: str, planned: int | None = None) -> None:
+        """``planned``: the trials (recipes x seeds) the study will store, for progress lines."""
+        self.con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?)",
+                         [name, domain, spec_json, spec_hash, now(), planned])
+        self.publish(force=True)
 
     def delete_study(self, name: str) -> None:
         with self.transaction():
             for table in ("maps", "gains", "recipe_gains", "localization", "evaluation", "epochs", "trials"):
                 self.con.execute(f"DELETE FROM {table} WHERE study = ?", [name])
             self.con.execute("DELETE FROM studies WHERE name = ?", [name])
+        self.changed()
 
     def study_row(self, name: str) -> dict | None:
         row = self.con.execute("SELECT spec_json, spec_hash, status, wall_seconds FROM studies WHERE name = ?",
                                [name]).fetchone()
         return None if row is None else dict(zip(["spec_json", "spec_hash", "status", "wall_seconds"], row))
 
-    def reopen_study(self, name: str) -> None:
-        self.con.execute("UPDATE studies SET status = 'running', finished_at = NULL WHERE name = ?", [name])
+    def reopen_study(self, name: str, planned: int | None = None) -> None:
+        self.con.execute("UPDATE studies SET status = 'running', finished_at = NULL, "
+                         "planned_trials = coalesce(?, planned_trials) WHERE name = ?", [planned, name])
+        self.publish(force=True)
 
     def resume_state(self, study: str) -> tuple[dict[int, dict], dict[int, dict]]:
         """For resuming a study that was stopped: drop every trial that was still running when the
@@ -162,11 +231,13 @@ class Store:
                 self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study])
             self.con.execute("DELETE FROM recipe_gains WHERE study = ?", [study])
             self.con.execute(f"DELETE FROM trials WHERE study = ? AND trial_id IN {doomed}", [study, study])
+        self.changed()
         return finished, killed
 
     def finish_study(self, name: str, status: str, wall_seconds: float) -> None:
         self.con.execute("UPDATE studies SET status = ?, finished_at = ?, wall_seconds = ? WHERE name = ?",
                          [status, now(), wall_seconds, name])
+        self.publish(force=True)
 
     # ------------------------------------------------------------------ trials
     def transaction(self):
@@ -191,6 +262,7 @@ class Store:
              None if is_base else config["attention_method"], s["lr"], s["weight_decay"], s["epochs"],
              config["seed"], json.dumps(params), json.dumps(config), config_hash, baseline_key, now(),
              SCIENCE_VERSION, engine_version()])
+        self.changed()
 
     def completed_baselines(self, science_version: int) -> dict[str, set]:
         """Config hash -> the science versions of its completed baselines (None: from before versions)."""
@@ -206,8 +278,12 @@ class Store:
                                                [study]).fetchall()}
 
     def trial_finished(self, study: str, trial_id: str, status: str, epochs: list[dict],
-                       result: dict | None = None, error: str | None = None) -> None:
-        """The trial's final state, its epochs and its per-image scores, in one transaction."""
+                       result: dict | None = None, error: str | None = None, seconds: float | None = None) -> None:
+        """The trial's final state, its epochs and its per-image scores, in one transaction.
+        ``seconds``: what the trial cost as the driver measured it, stored where the worker's result
+        has no ``trial_seconds`` (a pruned or failed trial)."""
+        import pandas as pd
+
         r = result or {}
         with self.transaction():
             self.con.execute(
@@ -219,7 +295,7 @@ class Store:
                  _num(r.get("test_objective")), _num(r.get("val_auroc", epochs[-1]["val_auroc"] if epochs else None)),
                  _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})),
                  json.dumps(r.get("method_params", {})), r.get("data_path"), len(epochs),
-                 _num(r.get("trial_seconds")), _num(r.get("gpu_mb")), error, now(), study, trial_id])
+                 _num(r["trial_seconds"] if r.get("trial_seconds") is not None else seconds), _num(r.get("gpu_mb")), error, now(), study, trial_id])
             if "science_version" in r:  # the worker's own engine made these numbers
                 self.con.execute("UPDATE trials SET science_version = ?, engine_version = ? WHERE study = ? AND "
                                  "trial_id = ?", [r["science_version"], r.get("engine_version"), study, trial_id])
@@ -240,9 +316,12 @@ class Store:
                                           "w": w, "map": v} for m, rows in result["maps"].items()
                                          for i, v in zip(result["image_ids"], rows)])
                     self.con.execute("INSERT INTO maps SELECT * FROM map_rows")
+        self.changed()
 
 
-def localization_frame(study: str, trial_id: str, result: dict) -> pd.DataFrame:
+def localization_frame(study: str, trial_id: str, result: dict):
+    import pandas as pd
+
     ids = result["image_ids"]
     frames = []
     for key, values in result["scores"].items():
@@ -266,18 +345,54 @@ class _Transaction:
         return False
 
 
+def snapshot_path(path: str | Path) -> Path:
+    """Where the writer publishes what it has committed, for readers while it holds the file."""
+    return Path(f"{path}.snapshot")
+
+
+LIVE_NOTES: dict[str, str] = {}  # database path -> what the last read-only connect read instead of it
+
+
+def live_note(path: str | Path) -> str | None:
+    """For a read-only connection that fell back to the live snapshot: one line saying how old its
+    state is and how far the running studies are; None if the database itself was read."""
+    return LIVE_NOTES.get(str(path))
+
+
+def _snapshot_note(con, snap: Path) -> str:
+    stamp = datetime.fromtimestamp(snap.stat().st_mtime).strftime("%H:%M:%S")
+    age = max(0.0, time.time() - snap.stat().st_mtime)
+    rows = con.execute("""
+        SELECT s.name, any_value(s.planned_trials),
+               count(t.trial_id) FILTER (WHERE t.status NOT IN ('running') AND NOT t.is_baseline),
+               count(t.trial_id) FILTER (WHERE t.status = 'running')
+        FROM studies s LEFT JOIN trials t ON t.study = s.name
+        WHERE s.status = 'running' GROUP BY s.name ORDER BY s.name""").fetchall()
+    parts = [f"{name}: {done} of {planned if planned is not None else '?'} trials ({running} running)"
+             for name, planned, done, running in rows]
+    return (f"as of {stamp} ({age:.0f} s ago): {'; '.join(parts) or 'no study running'} -- the database is held "
+            f"by a running study; this is the last state it published ({snap.name})")
+
+
 def connect(path: str, read_only: bool = False):
     import duckdb
 
+    path = str(path)
     if read_only and not Path(path).exists():
         raise StoreError(f"database '{path}' not found; run a study first or pass --db FILE")
+    LIVE_NOTES.pop(path, None)
     try:
         con = duckdb.connect(path, read_only=read_only)
     except duckdb.IOException as err:
-        if "lock" in str(err).lower():
+        if "lock" not in str(err).lower():
+            raise StoreError(f"cannot open database '{path}': {str(err).splitlines()[0]}") from None
+        snap = snapshot_path(path)
+        if not read_only or not snap.exists():
             raise StoreError(f"database '{path}' is in use by another writing process (a study still running?); "
                              "wait for it to finish or use --db OTHER.duckdb") from None
-        raise StoreError(f"cannot open database '{path}': {str(err).splitlines()[0]}") from None
+        con = _open_snapshot(snap)
+        LIVE_NOTES[path] = _snapshot_note(con, snap)
+        path = str(snap)
     if read_only:
         con.execute("SET enable_progress_bar = false")
         _check_version(con, path)
@@ -297,6 +412,20 @@ def connect(path: str, read_only: bool = False):
     else:
         _check_version(con, path)
     return con
+
+
+def _open_snapshot(snap: Path):
+    """The published snapshot, read-only. The writer renames a new one into place at any moment;
+    an open connection keeps reading the file it opened."""
+    import duckdb
+
+    for attempt in range(3):
+        try:
+            return duckdb.connect(str(snap), read_only=True)
+        except duckdb.IOException as err:  # renamed away between the exists() and the open: take the next
+            if attempt == 2:
+                raise StoreError(f"cannot open the live snapshot '{snap}': {str(err).splitlines()[0]}") from None
+            time.sleep(0.05)
 
 
 def _check_version(con, path: str) -> None:

@@ -61,6 +61,21 @@ class Teacher(ABC):
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
 
 
+def no_grad(fn):
+    """``torch.no_grad()`` as a decorator that imports torch when called, not when the teacher
+    module is imported: the registry (names, modalities, controls) is read without torch."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
 @dataclass(frozen=True)
 class TeacherOutputs:
     logits: np.ndarray  # (N, 2)

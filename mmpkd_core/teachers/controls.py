@@ -18,10 +18,9 @@ the gain of these controls:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from mmpkd_core.data.base import DomainData
-from mmpkd_core.teachers.base import TEACHERS, Teacher
+from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
 
 
 @TEACHERS.register("label_smoothing")
@@ -79,6 +78,8 @@ class ImageSelfTeacher(Teacher):
     epochs = 10
 
     def fit(self, data: DomainData) -> None:
+        import torch
+
         from mmpkd_core.config import StudentConfig, TrialConfig
         from mmpkd_core.trainer import to_tensors, train
 
@@ -86,8 +87,10 @@ class ImageSelfTeacher(Teacher):
         self.tensors = to_tensors(data, None, torch.device("cpu"))
         self.model, _ = train(cfg, data, self.tensors)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         from mmpkd_core.student import forward_with_features
 
         self.model.eval()

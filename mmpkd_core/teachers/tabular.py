@@ -5,12 +5,8 @@ import inspect
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from mmpkd_core.data.base import DomainData
-from mmpkd_core.teachers.base import TEACHERS, Teacher
+from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
 
 
 def encode_table(table: pd.DataFrame) -> np.ndarray:
@@ -60,6 +56,10 @@ class MLPTeacher(Teacher):
     hidden = 32
 
     def fit(self, data: DomainData) -> None:
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
         torch.manual_seed(self.seed)
         X = torch.from_numpy(encode_table(data.table))
         y = torch.from_numpy(data.labels)
@@ -83,7 +83,9 @@ class MLPTeacher(Teacher):
             for p, b in zip(params, best_state):
                 p.copy_(b)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         h = self.body(torch.from_numpy(encode_table(data.table)))
         return self.head(h).numpy(), h.numpy()

@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmpkd_core.data.base import DomainData
-from mmpkd_core.teachers.base import TEACHERS, Teacher
+from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -46,6 +44,8 @@ class BertScratchTeacher(Teacher):
     max_len, epochs, batch_size = 32, 10, 32
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
         self.tokenizer.enable_truncation(self.max_len)
         enc = self.tokenizer.encode_batch(texts)
@@ -57,6 +57,8 @@ class BertScratchTeacher(Teacher):
         return self.head(h), h
 
     def fit(self, data: DomainData) -> None:
+        import torch
+        import torch.nn.functional as F
         from transformers import BertConfig, BertModel
 
         torch.manual_seed(self.seed)
@@ -87,7 +89,7 @@ class BertScratchTeacher(Teacher):
             for p, b in zip(params, best_state):
                 p.copy_(b)
 
-    @torch.no_grad()
+    @no_grad
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
         self.encoder.eval()
         ids, mask = self._encode(data.text)
@@ -119,6 +121,8 @@ def encode_texts(model_path: str, texts: list[str], max_len: int, pooling: str, 
     """L2-normalised sentence embeddings of a frozen local encoder (mean-pooled over real tokens, or [CLS])."""
     import hashlib
 
+    import torch
+    import torch.nn.functional as F
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
