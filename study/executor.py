@@ -21,6 +21,7 @@ from pathlib import Path
 from study.errors import StudyError
 from study.spec import StudySpec
 from study.store import Store
+from study.tracking import Trackers, check_tracking, open_trackers
 
 
 def base_config(spec: StudySpec, cache_dir: str):
@@ -123,6 +124,7 @@ class Recorder:
         self.recipes = 0
         self.finished = 0
         self.failed: list[str] = []  # error texts of failed recipes
+        self.trackers = Trackers()  # the Optuna mirror and the spec's trackers (study.tracking); run_study opens them
 
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
         return {**self.__dict__, "say": print}
@@ -157,6 +159,7 @@ class Recorder:
         for seed, tid in self.rows[key].items():
             per_seed = row.get("per_seed", {}).get(str(seed), row)
             self.epochs[tid].append({k: v for k, v in per_seed.items() if k not in ("result", "results", "per_seed")})
+        self.trackers.epoch(self.rows[key], row)
 
     def finish(self, key: str, status: str, results: list[dict] | None = None, error: str | None = None,
                params: dict | None = None) -> None:
@@ -164,6 +167,7 @@ class Recorder:
         for seed, tid in self.rows.pop(key).items():
             eps = self.epochs.pop(tid, [])
             self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error)
+            self.trackers.finished(tid)
         self.finished += params is not None  # baselines are not among the study's trials
         if status == "failed":
             self.failed.append((error or "").strip().splitlines()[-1] if error else "")
@@ -203,6 +207,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
         say(f"design {spec.design}: {len(recipes)} recipes x {len(spec.seed_list())} seed(s), every one completed")
     say(f"device: {device_line(spec)}")
     base = base_config(spec, cache_dir)
+    check_tracking(spec, cache_dir, say)  # a tracking URI that cannot be opened stops the study here
     prepare(spec, base, cache_dir, say)
     finished: dict = {}
     if resume:
@@ -214,6 +219,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
         store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash())
     rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
     rec.finished = len(finished)
+    rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
     status = "failed"
     try:
         with _session(spec, address):

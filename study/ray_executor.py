@@ -20,10 +20,13 @@ def ray_recipe(config: dict, base: dict, seeds: list[int]) -> None:
 
     from study.executor import _error_text
 
+    from study.tracking import with_test_means
+
     config = {k: v for k, v in config.items() if k != "_recipe"}
     cfg = TrialConfig.from_dict(base).with_params(config)
-    try:
-        run_recipe(cfg, [config["seed"]] if "seed" in config else seeds, report=tune.report)
+    try:  # the last report also carries the test means, flat, for the logger callbacks
+        run_recipe(cfg, [config["seed"]] if "seed" in config else seeds,
+                   report=lambda row: tune.report(with_test_means(row)))
     except Exception as err:  # reported, not raised: the driver records the exact error; the study goes on
         tune.report({"val_objective": float("nan"), "error": _error_text(err)})
 
@@ -34,9 +37,10 @@ def ray_baseline(config: dict) -> None:
     from mmpkd_core import TrialConfig, run_trial
 
     from study.executor import _error_text
+    from study.tracking import with_test_means
 
     try:
-        run_trial(TrialConfig.from_dict(config["cfg"]), report=tune.report)
+        run_trial(TrialConfig.from_dict(config["cfg"]), report=lambda row: tune.report(with_test_means(row)))
     except Exception as err:
         tune.report({"val_objective": float("nan"), "error": _error_text(err)})
 
@@ -107,6 +111,8 @@ def _resources(spec: StudySpec) -> dict:
 
 def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None, finished: dict | None = None) -> None:
     from ray import tune
+
+    from study.tracking import ray_callbacks
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     ex = spec.executor
     with ray_session(spec, address):
@@ -123,7 +129,7 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
                                         max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=spec.name, storage_path=storage(spec, cache_dir),
-                                      verbose=0, callbacks=[_callback(rec, baselines=False)],
+                                      verbose=0, callbacks=[_callback(rec, baselines=False), *ray_callbacks(spec)],
                                       stop=_failure_stopper(rec, ex.max_failures)),
         )
         tuner.fit()
@@ -241,12 +247,14 @@ def _failure_stopper(rec, limit: int | None):
 def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, address: str | None = None) -> None:
     from ray import tune
 
+    from study.tracking import ray_callbacks
+
     with ray_session(spec, address):
         tuner = tune.Tuner(
             tune.with_resources(ray_baseline, _resources(spec)),
             param_space={"cfg": tune.grid_search([c.to_dict() for c in configs])},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.executor.max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name=f"{spec.name}-baselines", storage_path=storage(spec, cache_dir),
-                                      verbose=0, callbacks=[_callback(rec, baselines=True)]),
+                                      verbose=0, callbacks=[_callback(rec, baselines=True), *ray_callbacks(spec)]),
         )
         tuner.fit()

@@ -130,6 +130,20 @@ class ExecutorSpec(Strict):
     resources: ResourcesSpec = ResourcesSpec()
 
 
+class MlflowSpec(Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"  # a relative SQLite path is taken from the working directory
+    experiment: str | None = None  # default: the study's name
+
+
+class TrackingSpec(Strict):
+    """Experiment trackers written beside the store: MLflow runs and TensorBoard event files (the Ray
+    executor's own logger callbacks, or the same records from the local executor). Changes no result,
+    so it is no part of the spec's hash."""
+
+    mlflow: MlflowSpec | None = None
+    tensorboard: bool = False
+
+
 class AblationSpec(Strict):
     """``design: ablation``: a reference recipe (values, or ``{best_of: STUDY}``: the best completed
     recipe of a stored optimise study) and the factors changed from it, one at a time or crossed."""
@@ -156,6 +170,7 @@ class StudySpec(Strict):
     # ablation: a reference recipe and one change at a time (or a factorial), every cell completed
     design: Literal["optimize", "sensitivity", "ablation"] = "optimize"
     ablation: AblationSpec | None = None
+    tracking: TrackingSpec = TrackingSpec()
     _stand_in_for: str | None = PrivateAttr(None)  # the real domain this synthetic one replaces (no data.root)
     _recipes: list[dict] | None = PrivateAttr(None)  # a fixed design's recipes, in order (study.design.resolved)
 
@@ -180,6 +195,7 @@ class StudySpec(Strict):
 
     def spec_hash(self) -> str:
         d = self.model_dump(mode="json")
+        del d["tracking"]  # where results are mirrored changes no result: a study resumes under other trackers
         for section, key, default in LATER_FIELDS:  # hashed only when set: studies stored before them still resume
             where = d[section] if section else d
             if where.get(key) == default:
