@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from study.errors import StudyError
 from study.tracking import optuna_storage, optuna_storage_path
@@ -42,7 +42,8 @@ def serve(db: Path, port: int, host: str = "127.0.0.1", say=print) -> None:
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise StudyError(f"port {port} is in use; choose another with --port") from None
-        raise StudyError(f"cannot listen on {host}:{port} ({err.strerror or err}); choose another with --port") from None
+        raise StudyError(f"cannot listen on {host}:{port} ({err.strerror or err}); choose another with "
+                         "--port") from None
     say(f"optuna-dashboard for {db}: http://{host}:{port}/  (Ctrl-C to stop)")
     try:
         server.serve_forever()

@@ -20,12 +20,15 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
+from datetime import timezone
 from pathlib import Path
 
 from study.errors import SpecError
 
-TB_PREFIX = "ray/tune"  # Ray Tune's TBXLoggerCallback tag prefix, kept for local runs: both executors' files read the same
-MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}  # as Ray's MLflowLoggerCallback ends runs
+# Ray Tune's TBXLoggerCallback tag prefix, kept for local runs: both executors' event files read the same
+TB_PREFIX = "ray/tune"
+# how Ray's MLflowLoggerCallback ends a run (a trial that ASHA stopped is FINISHED there too)
+MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
 
 
 def optuna_storage_path(db_path: str | Path) -> Path:
@@ -156,11 +159,16 @@ def optuna_trial(row: dict, epochs: list[tuple], gain: float | None, dims: dict)
     params = json.loads(row["params_json"])
     trial = optuna.trial.create_trial(
         state=state, value=value if state == State.COMPLETE else None, params=params,
-        distributions=distributions(dims, params), intermediate_values={int(e): float(v) for e, v in epochs if v is not None},
+        distributions=distributions(dims, params),
+        intermediate_values={int(e): float(v) for e, v in epochs if v is not None},
         user_attrs={k: v for k, v in attrs.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
-    if row["started_at"] and row["finished_at"]:
-        trial.datetime_start, trial.datetime_complete = row["started_at"], row["finished_at"]
+    if row["started_at"] and row["finished_at"]:  # the store keeps UTC; Optuna, local time
+        trial.datetime_start, trial.datetime_complete = _local(row["started_at"]), _local(row["finished_at"])
     return trial
+
+
+def _local(utc):
+    return utc.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
 
 
 class OptunaMirror:
@@ -346,23 +354,29 @@ class MlflowRuns:
 def log_report(specs: list, report: Path, say) -> None:
     """The study's HTML report as an artifact of its study-level MLflow run (tag ``level: study``, one per
     study and experiment, reused when the report is written again)."""
-    for spec in specs:
-        if spec.tracking.mlflow is None:
+    for spec in [s for s in specs if s.tracking.mlflow is not None]:
+        try:
+            _log_report(spec, report)
+        except Exception as err:  # the study is stored and its report written; only the copy in MLflow is missing
+            say(f"note: the report was not logged to MLflow ({(str(err).strip().splitlines() or [''])[0][:200]})")
             continue
-        client, exp_id = open_mlflow(spec)
-        found = client.search_runs([exp_id], f"tags.study = '{spec.name}' AND tags.level = 'study'", max_results=1)
-        if found:
-            run_id = found[0].info.run_id
-        else:
-            from mlflow.entities import Param
-
-            run_id = client.create_run(exp_id, run_name=spec.name, tags={"study": spec.name, "level": "study"}).info.run_id
-            client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
-                "domain": spec.domain, "design": spec.design, "objective": spec.objective.metric,
-                "mode": spec.objective.mode, "executor": spec.executor.kind, "seeds": spec.seed_list()}.items()])
-        client.log_artifact(run_id, str(report))
-        client.set_terminated(run_id, "FINISHED")
         say(f"mlflow:   report logged to run '{spec.name}' of experiment '{experiment_name(spec)}'")
+
+
+def _log_report(spec, report: Path) -> None:
+    client, exp_id = open_mlflow(spec)
+    found = client.search_runs([exp_id], f"tags.study = '{spec.name}' AND tags.level = 'study'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        from mlflow.entities import Param
+
+        run_id = client.create_run(exp_id, run_name=spec.name, tags={"study": spec.name, "level": "study"}).info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in {
+            "domain": spec.domain, "design": spec.design, "objective": spec.objective.metric,
+            "mode": spec.objective.mode, "executor": spec.executor.kind, "seeds": spec.seed_list()}.items()])
+    client.log_artifact(run_id, str(report))
+    client.set_terminated(run_id, "FINISHED")
 
 
 # ---------------------------------------------------------------- TensorBoard

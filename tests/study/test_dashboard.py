@@ -132,7 +132,8 @@ def test_the_dashboard_serves_what_duckdb_holds_and_imports_no_science(live_stud
         assert t["state"] == {"completed": "Complete", "failed": "Fail"}[status]
         assert t.get("values") == ([value] if status == "completed" else None)
         assert {s["step"]: s["value"] for s in t["intermediate_values"]} == epochs.get(tid, {})
-        assert {p["name"]: p["param_external_value"] for p in t["params"]} == {k: str(v) for k, v in json.loads(params).items()}
+        served_params = {p["name"]: p["param_external_value"] for p in t["params"]}
+        assert served_params == {k: str(v) for k, v in json.loads(params).items()}
         attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
         if status == "completed":
             assert float(attrs["test_objective"]) == test_objective
