@@ -1,11 +1,12 @@
 # make run: install into .venv and run the default study on the built-in synthetic mammography domain
-# make test: install into .venv and run the whole test suite, then the model-training tests under MKL_CBWR=COMPATIBLE
+# make test: install into .venv and run the test suite, then the model-training tests under MKL_CBWR=COMPATIBLE
+# make validate: the engine's end-to-end known-answer check with real training (about 4 minutes more)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench clean browser
+.PHONY: install run test validate bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,11 @@ run: $(STAMP)
 # then the tests that train a model once more on MKL's CPU-independent code path, so that a threshold which
 # only holds for this CPU's kernels fails here too (exit 5, "no tests collected", is not a failure)
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not validation"
 	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -m "trains and not slow" || [ $$? -eq 5 ]
+
+validate: $(STAMP)
+	$(BIN)/python -m pytest -q -m validation
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
@@ -33,4 +37,4 @@ browser:
 		|| echo "note: chromium could not be installed; the browser tests will be skipped"
 
 clean:
-	rm -rf .mmpkd_cache reports/*.html studies.duckdb
+	rm -rf .mmpkd_cache reports/*.html studies.duckdb studies.duckdb.snapshot

@@ -125,19 +125,28 @@ class Recorder:
         self.finished = 0
         self.failed: list[str] = []  # error texts of failed recipes
         self.trackers = Trackers()  # the Optuna mirror and the spec's trackers (study.tracking); run_study opens them
+        self.started: dict[str, float] = {}  # key -> when the driver saw it start (for trials that leave no result)
+        self.mode = "max"  # the objective's direction, for the best value on the progress line
+        self.counts = {"completed": 0, "pruned": 0, "failed": 0}  # finished recipes by end, this run
+        self.best: float | None = None
+        self.baseline_keys: set[str] = set()
+        self.progress = None  # a live progress line (study.progress.LiveLine) on a terminal, else None
 
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
-        return {**self.__dict__, "say": print}
+        return {**self.__dict__, "say": print, "progress": None}
 
     def start(self, key: str, params: dict, baseline_of=None, number: int | None = None) -> None:
         from mmpkd_core import baseline_config
 
+        self.started[key] = time.perf_counter()
         if baseline_of is not None:  # a baseline: one config, one row
+            self.baseline_keys.add(key)
             cfg = baseline_of
             tid = f"baseline-{cfg.config_hash()}"
             self.rows[key] = {cfg.seed: tid}
             self.epochs[tid] = []
             self.store.trial_started(self.study, tid, None, cfg.to_dict(), {}, cfg.config_hash(), None)
+            self._show()
             return
         if number is None:
             number = self.recipes
@@ -152,8 +161,10 @@ class Recorder:
                                      baseline_config(cfg).config_hash())
             if "seed" in params:
                 break
+        self._show()
 
     def epoch(self, key: str, row: dict) -> None:
+        self.store.poll()  # a change that the pace held back is published here
         if "epoch" not in row:  # a worker's error report, not an epoch
             return
         for seed, tid in self.rows[key].items():
@@ -164,14 +175,31 @@ class Recorder:
     def finish(self, key: str, status: str, results: list[dict] | None = None, error: str | None = None,
                params: dict | None = None) -> None:
         by_seed = {r["seed"]: r for r in results or []}
-        for seed, tid in self.rows.pop(key).items():
+        rows = self.rows.pop(key)
+        # a trial that leaves no result (pruned, failed) still cost its slot: the driver's wall time from
+        # its start to its end, shared between the seeds it trained in lockstep
+        cost = (time.perf_counter() - self.started.pop(key, time.perf_counter())) / max(1, len(rows))
+        for seed, tid in rows.items():
             eps = self.epochs.pop(tid, [])
-            self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error)
+            self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error, seconds=cost)
             self.trackers.finished(tid)
         self.finished += params is not None  # baselines are not among the study's trials
         if status == "failed":
             self.failed.append((error or "").strip().splitlines()[-1] if error else "")
+        if params is not None:
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if status == "completed":
+                value = sum(r["val_objective"] for r in results) / len(results)
+                if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+                    self.best = value
         self.say(self._line(key, status, results, error, params, eps))
+        self._show()
+
+    def _show(self) -> None:
+        if self.progress is not None:
+            baselines = sum(1 for k in self.rows if k in self.baseline_keys)
+            self.progress.update(finished=self.finished, total=self.total, running=len(self.rows) - baselines,
+                                 baselines=baselines, best=self.best, **self.counts)
 
     def _line(self, key, status, results, error, params, eps) -> str:
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items()) or "no distillation"
@@ -192,7 +220,7 @@ def _fmt(v) -> str:
 
 
 def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address: str | None = None,
-              resume: bool = False) -> Outcome:
+              resume: bool = False, progress=None) -> Outcome:
     """Run the study, or continue it (``resume``): finished recipes are kept once, recipes that were
     running when the process died are run again with the same sampled values, and the sampler
     replays the stored results to continue its own sequence."""
@@ -212,14 +240,17 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     finished: dict = {}
     if resume:
         finished, killed = store.resume_state(spec.name)
-        store.reopen_study(spec.name)
+        store.reopen_study(spec.name, planned=spec.executor.trials * len(spec.seed_list()))
         say(f"resuming {spec.name}: {len(finished)} recipes kept, {len(killed)} interrupted ones run again, "
             f"{max(0, spec.executor.trials - len(finished) - len(killed))} still to sample")
     else:
-        store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash())
+        store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash(),
+                           planned=spec.executor.trials * len(spec.seed_list()))
     rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
     rec.finished = len(finished)
     rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
+    rec.mode, rec.progress = spec.objective.mode, progress  # progress: a live line on a terminal (cli)
+    rec._show()
     status = "failed"
     try:
         with _session(spec, address):

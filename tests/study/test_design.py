@@ -83,7 +83,6 @@ def cli(args, cwd, cache):
 
 
 @pytest.mark.slow
-@pytest.mark.trains
 def test_sensitivity_then_ablation_from_its_best_recipe(tmp_path, cache_dir):
     local = {"kind": "local", "max_concurrent": 1}
     sens = {"name": "sens", **TINY, "design": "sensitivity", "seeds": [0, 1], "search_space": SPACE,

@@ -96,7 +96,6 @@ def test_ray_study_end_to_end_through_the_cli(tmp_path, cache_dir):
                                       "Use --name NEW, --replace, or --db OTHER.duckdb.")
 
 
-@pytest.mark.trains
 def test_local_executor_text_domain_end_to_end(tmp_path, cache_dir):
     (tmp_path / "tiny.yaml").write_text(TINY.format(name="tiny-cxr", domain="synthetic_cxr",
                                                     teachers="bert_scratch", kind="local"))
@@ -158,7 +157,6 @@ def test_failing_trials_are_recorded_and_the_rest_finish(tmp_path, cache_dir, ki
     assert [r[0] for r in rows].count("completed") == 3  # the seeded sampler's sequence (same for both executors)
 
 
-@pytest.mark.trains
 def test_max_failures_stops_the_study_with_a_summary(tmp_path, cache_dir):
     (tmp_path / "f.yaml").write_text(FAILING.format(kind="local", extra=", max_failures: 0"))
     out = run_cli(["run", "f.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
@@ -169,7 +167,6 @@ def test_max_failures_stops_the_study_with_a_summary(tmp_path, cache_dir):
     con.close()
 
 
-@pytest.mark.trains
 def test_a_second_study_on_the_same_domain_and_seed_runs_no_new_baseline(tmp_path, cache_dir):
     spec = TINY.format(name="first", domain="synthetic_ddsm", teachers="lightgbm, mlp", kind="local")
     (tmp_path / "a.yaml").write_text(spec)

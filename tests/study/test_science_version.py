@@ -88,7 +88,6 @@ def test_caches_of_another_version_are_made_again(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.trains
 def test_a_baseline_of_another_version_is_run_again(tmp_path, cache_dir):
     import yaml
 

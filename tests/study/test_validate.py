@@ -24,6 +24,7 @@ def test_validation_specs_load_and_differ_only_in_the_knob():
 
 @pytest.mark.trains
 @pytest.mark.slow
+@pytest.mark.validation  # about 4 minutes: `make validate`, not `make test`
 def test_planted_effect_points_the_right_way_and_pairs_images(tmp_path, cache_dir):
     out = subprocess.run([sys.executable, "-m", "study.cli", "validate-engine", "--quick", "--db", "v.duckdb",
                           "--format", "csv"], cwd=tmp_path, env=dict(os.environ, MMPKD_CACHE=cache_dir),
