@@ -59,6 +59,9 @@ def _callback(rec, baselines: bool):
             else:
                 rec.start(trial.trial_id, params(trial), number=trial.config["_recipe"])
 
+        def on_step_end(self, iteration, trials, **info):  # Tune's loop turns every second or so
+            rec.store.poll()
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec.epoch(trial.trial_id, result)
 

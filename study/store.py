@@ -7,7 +7,8 @@ a copy). ``connect(path, read_only=True)`` falls back to that snapshot while the
 locked, and ``live_note`` says how old it is. Publishing is budgeted: all copies together take at
 most ``PUBLISH_SHARE`` of the time since the store was opened (the next copy is assumed to cost what
 the last one did). A change the budget holds back goes out at the driver's next poll (every epoch
-report) once the budget allows.
+report; with Ray, every turn of Tune's loop) once the budget allows, or once it is ``MAX_STALE``
+seconds old if copies then stay under ``STALE_SHARE`` of the time.
 
 Tables: ``meta`` (schema version), ``studies``, ``trials`` (typed recipe columns + the whole
 config as JSON), ``epochs`` (per-epoch losses and validation metrics), ``localization`` (per
@@ -93,6 +94,7 @@ RENAMED_COLUMNS = [("gains", "ci_low", "model_ci_low"), ("gains", "ci_high", "mo
                    ("gains", "p_holm", "model_p_holm")]
 
 PUBLISH_SHARE = 0.02  # at most this share of the driver's wall time goes to publishing snapshots
+MAX_STALE, STALE_SHARE = 25.0, 0.10  # an unpublished change this old goes out if copies stay under 10%
 EPOCH_COLUMNS = ["epoch", "loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds"]
 
 
@@ -112,6 +114,7 @@ class Store:
         self.publishing = publish and not read_only and self.path != ":memory:"
         self._con = None
         self._dirty = False
+        self._dirty_since = 0.0  # monotonic time of the oldest change not yet published
         self._opened = time.monotonic()
         self._last_cost = 0.0  # seconds the last copy took: what the next one is assumed to take
         self.publish_seconds = 0.0  # spent publishing, in all
@@ -139,7 +142,8 @@ class Store:
     # ------------------------------------------------------------------ live reads
     def changed(self) -> None:
         """A write was committed: publish it now, or at the next poll once the pace allows."""
-        self._dirty = True
+        if not self._dirty:
+            self._dirty, self._dirty_since = True, time.monotonic()
         self.poll()
 
     def poll(self) -> None:
@@ -149,7 +153,9 @@ class Store:
             self.publish()
 
     def _affordable(self) -> bool:
-        return self.publish_seconds + self._last_cost <= PUBLISH_SHARE * (time.monotonic() - self._opened)
+        now = time.monotonic()
+        share = STALE_SHARE if self._dirty and now - self._dirty_since >= MAX_STALE else PUBLISH_SHARE
+        return self.publish_seconds + self._last_cost <= share * (now - self._opened)
 
     def publish(self, force: bool = False) -> None:
         """Checkpoint, copy the file to ``<db>.snapshot`` and rename it into place. Never fatal:

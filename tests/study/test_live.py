@@ -12,7 +12,7 @@ import time
 import duckdb
 import pytest
 
-from study.store import PUBLISH_SHARE, Store, snapshot_path
+from study.store import MAX_STALE, Store, snapshot_path
 
 STUDY = [sys.executable, "-m", "study.cli"]
 HEAVY = ("torch", "timm", "transformers", "ray", "lightgbm")
@@ -111,7 +111,8 @@ def test_readers_answer_from_the_published_state_while_the_writer_holds_the_data
 
 def test_publishing_keeps_to_its_share_of_the_time(tmp_path, monkeypatch):
     """All copies together take at most PUBLISH_SHARE of the time since the store was opened, the
-    next copy assumed to cost what the last did; a change held back goes out at a later poll."""
+    next copy assumed to cost what the last did; a change held back goes out at a later poll, at the
+    latest once it is MAX_STALE seconds old if copies then stay under STALE_SHARE of the time."""
     store = Store(tmp_path / "p.duckdb")
     store.con  # opening for writing publishes at once
     assert store.publishes == 1 and snapshot_path(store.path).exists()
@@ -124,12 +125,20 @@ def test_publishing_keeps_to_its_share_of_the_time(tmp_path, monkeypatch):
     store.con.execute("UPDATE studies SET status = 'x'")
     store.changed()
     assert store.publishes == 2 and store._dirty  # 1.5 s of copies in 0 s: held back
-    clock[0] = 1000.0 + 1.5 / PUBLISH_SHARE - 1
+    clock[0] = 1000.0 + MAX_STALE - 1  # 1.5 s > 2% of 24 s
     store.poll()
     assert store.publishes == 2
-    clock[0] = 1000.0 + 1.5 / PUBLISH_SHARE
+    clock[0] = 1000.0 + MAX_STALE  # 25 s old, and 1.5 s < 10% of 25 s
     store.poll()
     assert store.publishes == 3 and not store._dirty
+    store.publish_seconds, store._last_cost = 10.0, 5.0  # slow copies: 15 s > 10% of 125 s
+    store.changed()
+    clock[0] = 1125.0
+    store.poll()
+    assert store.publishes == 3 and store._dirty
+    clock[0] = 1150.0  # 15 s = 10% of 150 s, the change 125 s old
+    store.poll()
+    assert store.publishes == 4
     snap = duckdb.connect(str(snapshot_path(store.path)), read_only=True)
     assert snap.execute("SELECT status FROM studies").fetchall() == [("x",)]
     snap.close()
