@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from mmpkd_core import DataConfig, StudentConfig, TrialConfig
 from mmpkd_core.data import load_domain
 from mmpkd_core.student import build_student
-from mmpkd_core.trainer import to_tensors, train_epochs
+from mmpkd_core.trainer import train_epochs, trial_inputs
 
 
 def bare_loop(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -53,12 +53,13 @@ def main() -> None:
     cfg = TrialConfig(domain="synthetic_ddsm", data=DataConfig(n_train=2000, n_val=200, n_test=200),
                       student=StudentConfig(epochs=args.epochs), cache_dir=".mmpkd_cache")
     data = load_domain(cfg.domain, cfg.data, cfg.cache_dir)
-    t = to_tensors(data, None, torch.device("cpu"))
-    tr = torch.from_numpy(data.index("train"))
+    t = trial_inputs(data, None, torch.device("cpu"))
+    tr = data.index("train")
+    x_train = torch.cat(list(t.batches(tr, 1024)))  # the bare loop holds the training images in memory
     engine, bare = [], []
     for _ in range(args.rounds):
         engine.append(engine_loop(cfg, data, t))
-        bare.append(bare_loop(cfg, t.x[tr], t.y[tr]))
+        bare.append(bare_loop(cfg, x_train, t.y[torch.from_numpy(tr)]))
     e, b = statistics.median(engine), statistics.median(bare)
     print(f"# trainer throughput: ViT patch 8 width 64 depth 3, 48x48, batch 32, 2000 images, {args.threads} thread(s),"
           f" {args.rounds} alternating rounds of {args.epochs} epochs")

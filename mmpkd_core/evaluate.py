@@ -9,12 +9,24 @@ from mmpkd_core import attention, localization
 
 
 @torch.no_grad()
-def predict_scores(model, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class-1 score (logit difference) per image."""
+def predict_scores(model, images, batch_size: int = 256) -> np.ndarray:
+    """Class-1 score (logit difference) per image. ``images``: a tensor, or an iterable of batches
+    (``Inputs.batches``: read from disk as they are scored)."""
     model.eval()
-    out = [model(b) for b in images.split(batch_size)]
+    out = [model(b) for b in (images.split(batch_size) if isinstance(images, torch.Tensor) else images)]
+    if not out:
+        return np.zeros(0, dtype=np.float32)
     logits = torch.cat(out)
     return (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
+
+
+def _pairs(images, masks, batch_size: int):
+    """``(x, masks)`` batches: of a tensor and its masks, or the iterable of pairs given as ``images``."""
+    if not isinstance(images, torch.Tensor):
+        yield from images
+        return
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size], masks[start:start + batch_size]
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -22,18 +34,17 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def localization_scores(
-    model, images: torch.Tensor, masks: np.ndarray, methods, metrics, batch_size: int = 128,
+    model, images, masks: np.ndarray | None, methods, metrics, batch_size: int = 128,
     params: dict[str, dict] | None = None, keep_maps: dict[str, list] | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """Every method x every metric, one score per image. Maps are upsampled by
+    """Every method x every metric, one score per image. ``images``: a tensor with its ``masks``, or
+    an iterable of ``(x, masks)`` batches (``masks=None``). Maps are upsampled by
     ``localization.upsample`` (bilinear) to the mask's resolution; class-specific methods
     explain the class the student predicts. ``keep_maps``: {method: []} to receive the token-grid
     maps of those methods, batch by batch."""
-    size = masks.shape[-2:]
     out: dict[tuple[str, str], list[np.ndarray]] = {(m, k): [] for m in methods for k in metrics}
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        msk = masks[start : start + batch_size]
+    for x, msk in _pairs(images, masks, batch_size):
+        size = msk.shape[-2:]
         target = None
         if any(attention.METHODS.get(m).class_specific for m in methods):
             with torch.no_grad():
@@ -48,22 +59,29 @@ def localization_scores(
     return {key: np.concatenate(v) if v else np.zeros(0) for key, v in out.items()}
 
 
-def tune_methods(model, images: torch.Tensor, masks: np.ndarray, methods, metric: str) -> dict[str, dict]:
+def tune_methods(model, images, masks: np.ndarray | None, methods, metric: str) -> dict[str, dict]:
     """For each method with tunable parameters (its ``grid``), the combination with the best mean
-    ``metric`` on these (validation) images. Test images are never used here."""
+    ``metric`` on these (validation) images. Test images are never used here. ``images``: a tensor
+    with its ``masks``, or a function returning a fresh iterable of ``(x, masks)`` batches (each
+    combination reads the images again: nothing holds them all)."""
     import itertools
 
     chosen: dict[str, dict] = {}
     for m in methods:
         grid = attention.METHODS.get(m).grid
-        if not grid or len(images) == 0:
+        if not grid or (isinstance(images, torch.Tensor) and len(images) == 0):
             continue
-        best, best_params = -np.inf, None
+        best, best_params, empty = -np.inf, None, False
         for values in itertools.product(*grid.values()):
             p = dict(zip(grid, values))
-            s = localization_scores(model, images, masks, [m], [metric], params={m: p})[(m, metric)]
+            feed = images if isinstance(images, torch.Tensor) else images()
+            s = localization_scores(model, feed, masks, [m], [metric], params={m: p})[(m, metric)]
+            if len(s) == 0:  # no validation image with an ROI: nothing to tune on
+                empty = True
+                break
             score = float(np.nanmean(s)) if np.isfinite(s).any() else -np.inf
             if score > best:  # ties keep the first (the grid lists the default first)
                 best, best_params = score, p
-        chosen[m] = best_params
+        if not empty:
+            chosen[m] = best_params
     return chosen

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data.base import DomainData
+from mmpkd_core.data.stream import batches, train_stats
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
 from mmpkd_core.losses import kd_loss
 from mmpkd_core.student import build_student, forward_with_features
@@ -19,26 +20,35 @@ from mmpkd_core.teachers.base import TeacherOutputs
 
 
 @dataclass
-class Tensors:
-    """The domain's arrays on the device, once per trial."""
+class Inputs:
+    """What a trial trains on: the images stay on disk and come a batch at a time, standardised on the
+    device with the training split's statistics; labels and teacher outputs (a few numbers per image)
+    sit on the device."""
 
-    x: torch.Tensor  # (N, 1, H, W), standardised with the training split's statistics
+    data: DomainData
+    device: torch.device
+    mean: float  # of the training images, in [0, 1] units
+    std: float
     y: torch.Tensor  # (N,) training labels (as the student sees them)
     t_logits: torch.Tensor | None  # (N, 2)
     t_feat: torch.Tensor | None  # (N, D_t), standardised per dimension on the training split
 
+    def batches(self, rows: np.ndarray, batch_size: int = 128, masks: bool = False):
+        """``images[rows]`` standardised, in ``rows``' order; with ``masks``, ``(x, masks)`` pairs."""
+        return batches(self.data.images, rows, batch_size, self.device, self.mean, self.std,
+                       masks=self.data.masks if masks else None)
 
-def to_tensors(data: DomainData, teacher: TeacherOutputs | None, device: torch.device) -> Tensors:
+
+def trial_inputs(data: DomainData, teacher: TeacherOutputs | None, device: torch.device) -> Inputs:
     tr = data.index("train")
-    mean, std = data.images[tr].mean(), data.images[tr].std() + 1e-6
-    x = torch.from_numpy((data.images - mean) / std).to(device)
+    mean, std = train_stats(data.images, tr)
     t_logits = t_feat = None
     if teacher is not None:
         t_logits = torch.from_numpy(teacher.logits).to(device)
         emb = teacher.embedding
         emb = (emb - emb[tr].mean(0)) / (emb[tr].std(0) + 1e-6)
         t_feat = torch.from_numpy(emb.astype(np.float32)).to(device)
-    return Tensors(x, torch.from_numpy(data.labels).to(device), t_logits, t_feat)
+    return Inputs(data, device, mean, std + 1e-6, torch.from_numpy(data.labels).to(device), t_logits, t_feat)
 
 
 def get_lr(step: int, total: int, warmup: int, base: float) -> float:
@@ -49,16 +59,17 @@ def get_lr(step: int, total: int, warmup: int, base: float) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Tensors) -> dict:
+def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
     """Validation AUROC and objective. The objective's own forward pass over the images with an ROI
     also yields their logits (caught at the head), so only the images without one need another."""
     va = data.index("val")
-    has_roi = data.masks[va].any(axis=(1, 2))
-    roi = va[has_roi]
+    roi = data.roi_index("val")
+    has_roi = np.isin(va, roi)
     caught: list[torch.Tensor] = []
     hook = model.head.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
     try:
-        s = localization_scores(model, t.x[roi], data.masks[roi], [cfg.attention_method], [cfg.objective_metric])
+        s = localization_scores(model, t.batches(roi, 128, masks=True), None, [cfg.attention_method],
+                                [cfg.objective_metric])
     finally:
         hook.remove()
     scores = np.empty(len(va), dtype=np.float32)
@@ -66,15 +77,15 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Tensors) -> dict:
         logits = torch.cat(caught)
         scores[has_roi] = (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
     else:
-        scores[has_roi] = predict_scores(model, t.x[roi])
+        scores[has_roi] = predict_scores(model, t.batches(roi, 256))
     if (~has_roi).any():
-        scores[~has_roi] = predict_scores(model, t.x[va[~has_roi]])
+        scores[~has_roi] = predict_scores(model, t.batches(va[~has_roi], 256))
     obj = s[(cfg.attention_method, cfg.objective_metric)]
     return {"val_auroc": auroc(data.true_labels[va], scores),
             "val_objective": float(np.nanmean(obj)) if len(roi) else float("nan")}
 
 
-def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tuple[nn.Module, dict]]:
+def train_epochs(cfg: TrialConfig, data: DomainData, t: Inputs) -> Iterator[tuple[nn.Module, dict]]:
     """Train the student, yielding ``(model, row)`` after each epoch: losses and validation metrics.
 
     A generator, so that several seeds of one recipe can be trained in lockstep and their
@@ -82,13 +93,13 @@ def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tup
     """
     s = cfg.student
     torch.manual_seed(cfg.seed)
-    device = t.x.device
+    device = t.device
     model = build_student(s, data.images.shape[-1]).to(device)
     proj = nn.Linear(model.embed_dim, t.t_feat.shape[1]).to(device) if cfg.beta > 0 else None
     params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
 
-    tr = torch.from_numpy(data.index("train")).to(device)
+    tr = data.index("train")
     steps_per_epoch = math.ceil(len(tr) / s.batch_size)
     total, warmup = s.epochs * steps_per_epoch, s.warmup_epochs * steps_per_epoch
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -98,11 +109,13 @@ def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tup
         t0 = time.perf_counter()
         model.train()
         sums = {k: torch.zeros((), device=device) for k in ("loss", "ce", "kd", "feat")}
-        for b in tr[torch.randperm(len(tr), generator=g).to(device)].split(s.batch_size):
+        order = tr[torch.randperm(len(tr), generator=g).numpy()]
+        for start, x in zip(range(0, len(order), s.batch_size), t.batches(order, s.batch_size)):
+            b = torch.from_numpy(order[start:start + s.batch_size]).to(device)
             for group in opt.param_groups:
                 group["lr"] = get_lr(step, total, warmup, s.lr)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits, pre = forward_with_features(model, t.x[b])  # (B, 2), (B, D)
+                logits, pre = forward_with_features(model, x)  # (B, 2), (B, D)
             logits, pre = logits.float(), pre.float()
             parts = kd_loss(
                 logits, t.y[b],
@@ -126,7 +139,7 @@ def train_epochs(cfg: TrialConfig, data: DomainData, t: Tensors) -> Iterator[tup
         yield model, row
 
 
-def train(cfg: TrialConfig, data: DomainData, t: Tensors) -> tuple[nn.Module, list[dict]]:
+def train(cfg: TrialConfig, data: DomainData, t: Inputs) -> tuple[nn.Module, list[dict]]:
     """Train to the end; the model and one row per epoch."""
     history = []
     for model, row in train_epochs(cfg, data, t):

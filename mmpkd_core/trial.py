@@ -20,7 +20,7 @@ from mmpkd_core.data import load_domain
 from mmpkd_core.data.base import domain_folder
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores, tune_methods
 from mmpkd_core.teachers import teacher_outputs
-from mmpkd_core.trainer import to_tensors, train_epochs
+from mmpkd_core.trainer import trial_inputs, train_epochs
 
 CHANCE_REFERENCES = ("uniform", "centre")  # scored in every trial, beside the real methods
 EPOCH_KEYS = ("loss", "ce", "kd", "feat", "lr", "val_auroc", "val_objective", "seconds")
@@ -100,7 +100,7 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
     cfgs = [dataclasses.replace(cfg, seed=int(s)) for s in seeds]
     teachers = [None if c.is_baseline else teacher_outputs(c.teacher, c.domain, c.data, c.seed, c.cache_dir,
                                                            json.loads(c.teacher_options)) for c in cfgs]
-    tensors = [to_tensors(data, tch, device) for tch in teachers]
+    tensors = [trial_inputs(data, tch, device) for tch in teachers]
     runs = [train_epochs(c, data, t) for c, t in zip(cfgs, tensors)]
     histories: list[list[dict]] = [[] for _ in cfgs]
     models = [None] * len(cfgs)
@@ -127,21 +127,20 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
 
 
 def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> TrialResult:
-    te, va = data.index("test"), data.index("val")
-    roi = te[data.masks[te].any(axis=(1, 2))]
-    val_roi = va[data.masks[va].any(axis=(1, 2))]
+    te = data.index("test")
+    roi, val_roi = data.roi_index("test"), data.roi_index("val")
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
-    chosen = tune_methods(model, t.x[val_roi], data.masks[val_roi], methods, cfg.objective_metric)
+    chosen = tune_methods(model, lambda: t.batches(val_roi, 128, masks=True), None, methods, cfg.objective_metric)
     # the gallery keeps the maps of the sampled method (a baseline: of every method, for any trial to pair with)
     kept = {m: [] for m in (cfg.eval_methods if cfg.teacher == "none" else (cfg.attention_method,))
             if m not in CHANCE_REFERENCES}
-    scores = localization_scores(model, t.x[roi], data.masks[roi], methods, cfg.eval_metrics, params=chosen,
+    scores = localization_scores(model, t.batches(roi, 128, masks=True), None, methods, cfg.eval_metrics, params=chosen,
                                  keep_maps=kept)
     obj = scores.get((cfg.attention_method, cfg.objective_metric))
     last = history[-1]
     return TrialResult(
         config=cfg, config_hash=cfg.config_hash(), epochs=history,
-        test_auroc=auroc(data.true_labels[te], predict_scores(model, t.x[te])),
+        test_auroc=auroc(data.true_labels[te], predict_scores(model, t.batches(te, 256))),
         val_auroc=last["val_auroc"], val_objective=last["val_objective"],
         test_objective=float(np.nanmean(obj)) if obj is not None and len(obj) else float("nan"),
         image_ids=[str(i) for i in data.image_ids[roi]], scores=scores,

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -67,21 +67,35 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DomainData:
-    """One domain's images, labels, privileged modality and ROI masks, all splits."""
+    """One domain's images, labels, privileged modality and ROI masks, all splits.
+
+    ``images`` and ``masks`` are ``Rows`` of files on disk (``mmpkd_core.data.stream``): indexing reads
+    only the rows asked for. A generator may hand in plain arrays; ``load_domain`` returns them on disk."""
 
     domain: str
     modality: str  # "text" | "tabular": what the privileged modality is
-    images: np.ndarray  # (N, 1, H, W) float32 in [0, 1]
+    images: "Rows | np.ndarray"  # (N, 1, H, W): uint8 (real domains, /255) or float32 in [0, 1] (synthetic)
     labels: np.ndarray  # (N,) int64, the labels a student is trained on (noisy on train)
     true_labels: np.ndarray  # (N,) int64, ground truth (test labels are always the truth)
-    masks: np.ndarray  # (N, H, W) bool ROI; all False when the image has no finding
+    masks: "Rows | np.ndarray"  # (N, H, W) bool ROI; all False when the image has no finding
     split: np.ndarray  # (N,) str in SPLITS
     image_ids: np.ndarray  # (N,) str, stable across runs
     text: list[str] | None = None  # one report per image (modality "text")
     table: pd.DataFrame | None = None  # one metadata row per image (modality "tabular")
+    subset: str = ""  # the training subset taken under data.options (max_train), in words; "" = all
+    _roi: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # split -> ROI rows
 
     def index(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
+
+    def roi_index(self, split: str) -> np.ndarray:
+        """The images of ``split`` that have an ROI (read once, a chunk at a time)."""
+        if split not in self._roi:
+            idx = self.index(split)
+            m = self.masks
+            has = m.any_rows(idx) if hasattr(m, "any_rows") else np.asarray(m[idx]).any(axis=(1, 2))
+            self._roi[split] = idx[has]
+        return self._roi[split]
 
 
 @dataclass(frozen=True)
@@ -146,8 +160,8 @@ PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated 
 
 
 def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
-    """Where the domain's prepared arrays live: ``arrays.npz`` (images, labels, masks, split, image ids)
-    for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``) for a real one."""
+    """Where the domain's prepared arrays live: ``images.npy``, ``masks.npy`` and ``arrays.npz`` (labels,
+    split, image ids) for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``) for a real one."""
     spec = DOMAINS.get(domain)
     if spec.is_real:
         from mmpkd_core.data.prepared import prepared_path
@@ -169,7 +183,9 @@ def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
     if arrays.exists() and made_by != SCIENCE_VERSION:
         notify(f"data cache {folder.name} made by {describe(made_by)}; this engine is science version "
                f"{SCIENCE_VERSION}: generating it again")
-    if not arrays.exists() or made_by != SCIENCE_VERSION:
+    # a cache from before images were streamed kept them inside arrays.npz: made again, same numbers
+    old_layout = arrays.exists() and not (folder / "images.npy").exists()
+    if not arrays.exists() or made_by != SCIENCE_VERSION or old_layout:
         data = spec.generate(cfg)
         PREPARED_COUNT["generated"] += 1
         _save(folder, data)
@@ -188,23 +204,35 @@ def _save(folder: Path, d: DomainData) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / "arrays.npz").exists():  # another science version's arrays go first: never under a new marker
         (folder / "arrays.npz").unlink()
+    for stale in folder.glob("stats-*.json"):
+        stale.unlink()
     atomic_write(folder / "science.json", lambda p: p.write_text(json.dumps(stamp())))
     if d.text is not None:
         atomic_write(folder / "text.json", lambda p: p.write_text(json.dumps(d.text)))
     if d.table is not None:
         atomic_write(folder / "table.parquet", lambda p: d.table.to_parquet(p, index=False))
 
+    for name, arr in (("images.npy", d.images), ("masks.npy", d.masks)):
+        atomic_write(folder / name, lambda p, arr=arr: _save_npy(p, arr))
+
     def write_arrays(p: Path) -> None:
         with open(p, "wb") as f:
-            np.savez(f, images=d.images, labels=d.labels, true_labels=d.true_labels,
-                     masks=d.masks, split=d.split, image_ids=d.image_ids)
+            np.savez(f, labels=d.labels, true_labels=d.true_labels, split=d.split, image_ids=d.image_ids)
 
     atomic_write(folder / "arrays.npz", write_arrays)  # last: its presence marks the cache complete
 
 
+def _save_npy(path: Path, arr) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
+        np.save(f, np.ascontiguousarray(arr))
+
+
 def _load(folder: Path, domain: str, modality: str) -> DomainData:
+    from mmpkd_core.data.stream import open_rows
+
     with np.load(folder / "arrays.npz") as z:
         arrays = {k: z[k] for k in z.files}
+    arrays.update(images=open_rows(folder / "images.npy"), masks=open_rows(folder / "masks.npy"))
     text = json.loads((folder / "text.json").read_text()) if (folder / "text.json").exists() else None
     table = pd.read_parquet(folder / "table.parquet") if (folder / "table.parquet").exists() else None
     return DomainData(domain=domain, modality=modality, text=text, table=table, **arrays)

@@ -27,6 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
+from mmpkd_core.data.stream import Rows
 from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 
 CSVS = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
@@ -191,8 +192,8 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
         num = pd.to_numeric(table[c], errors="coerce")
         table[c] = num if num.notna().all() else table[c].astype(str)
     return DomainData(domain="cbis_ddsm", modality="tabular",
-                      images=np.asarray(images[idx], dtype=np.float32) / 255.0, labels=labels, true_labels=true,
-                      masks=np.asarray(masks[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table)
+                      images=Rows(images.file, images.index[idx]), labels=labels, true_labels=true,
+                      masks=Rows(masks.file, masks.index[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table)
 
 
 DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, plan=plan, view=view,

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
 from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
+from mmpkd_core.data.stream import Rows
 
 TABLES = {"metadata": "mimic-cxr-2.0.0-metadata.csv", "split": "mimic-cxr-2.0.0-split.csv",
           "chexpert": "mimic-cxr-2.0.0-chexpert.csv", "negbio": "mimic-cxr-2.0.0-negbio.csv"}
@@ -182,9 +183,9 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
     moved = np.isin(subjects, roi_subjects)
     split[moved] = np.where(np.isin(subjects[moved], list(val_subjects)), "val", "test")
     split = split.astype(str)
-    roi = np.asarray(masks[idx]) & has_box[:, None, None]  # score only the boxes of the chosen finding
+    roi = Rows(masks.file, masks.index[idx], blank=~has_box)  # score only the boxes of the chosen finding
     labels = noisy_training_labels(true, split, cfg.label_noise or 0.0, rng)
-    return DomainData(domain="mimic_cxr", modality="text", images=np.asarray(images[idx], dtype=np.float32) / 255.0,
+    return DomainData(domain="mimic_cxr", modality="text", images=Rows(images.file, images.index[idx]),
                       labels=labels, true_labels=true, masks=roi, split=split, image_ids=meta["image_id"].to_numpy(str),
                       text=[report_text(r, opts.sections) for r in meta["report"]])
 

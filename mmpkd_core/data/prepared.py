@@ -4,7 +4,8 @@
 tables, decodes each image (DICOM through pydicom, PNG/JPEG through Pillow), pads it to a square,
 resizes it to ``image_size`` and writes, under ``<cache>/prepared/<domain>-<key>/``:
 
-- ``images.npy``: (N, 1, S, S) uint8, opened memory-mapped by every trial and Ray worker;
+- ``images.npy``: (N, 1, S, S) uint8, read a batch at a time by every trial and Ray worker
+  (``mmpkd_core.data.stream``);
 - ``masks.npy``: (N, S, S) bool ROI (all False for images without a lesion outline or box);
 - ``meta.parquet``: one row per image with the data set's own columns (labels, metadata, report);
 - ``prepared.json``: counts, settings, seconds, and the inputs skipped under ``--skip-bad``.
@@ -248,10 +249,12 @@ class _Inline:
         return map(fn, iterable)
 
 
-def open_prepared(folder: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    """``(images uint8 memory-mapped, masks, meta)`` of a complete prepared cache."""
-    return (np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "masks.npy", mmap_mode="r"),
-            pd.read_parquet(folder / "meta.parquet"))
+def open_prepared(folder: Path):
+    """``(images, masks, meta)`` of a complete prepared cache: images (uint8) and masks as
+    ``mmpkd_core.data.stream.Rows``, read from disk a batch at a time."""
+    from mmpkd_core.data.stream import open_rows
+
+    return open_rows(folder / "images.npy"), open_rows(folder / "masks.npy"), pd.read_parquet(folder / "meta.parquet")
 
 
 def default_workers() -> int:

@@ -81,11 +81,11 @@ class ImageSelfTeacher(Teacher):
         import torch
 
         from mmpkd_core.config import StudentConfig, TrialConfig
-        from mmpkd_core.trainer import to_tensors, train
+        from mmpkd_core.trainer import train, trial_inputs
 
         cfg = TrialConfig(domain=data.domain, student=StudentConfig(epochs=self.epochs), seed=self.seed)
-        self.tensors = to_tensors(data, None, torch.device("cpu"))
-        self.model, _ = train(cfg, data, self.tensors)
+        self.inputs = trial_inputs(data, None, torch.device("cpu"))
+        self.model, _ = train(cfg, data, self.inputs)
 
     @no_grad
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
@@ -94,5 +94,6 @@ class ImageSelfTeacher(Teacher):
         from mmpkd_core.student import forward_with_features
 
         self.model.eval()
-        logits, feats = zip(*(forward_with_features(self.model, b) for b in self.tensors.x.split(256)))
+        every = np.arange(len(data.labels))
+        logits, feats = zip(*(forward_with_features(self.model, b) for b in self.inputs.batches(every, 256)))
         return torch.cat(logits).numpy(), torch.cat(feats).numpy()

@@ -1,6 +1,7 @@
 """The real-data adapters on tiny data sets in the real layouts (tests/real_layouts.py)."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,11 @@ def test_to_square_pads_bottom_right_and_keeps_the_aspect_ratio():
 
 def test_cbis_ddsm_one_row_per_image_with_the_papers_label_rules(ddsm_root, tmp_path):
     d = load_domain("cbis_ddsm", cfg(ddsm_root), str(tmp_path))
-    assert d.images.shape == (24, 1, 32, 32) and d.images.dtype == np.float32 and d.modality == "tabular"
-    assert 0 <= d.images.min() and d.images.max() <= 1
+    # images stay uint8 on disk (read a batch at a time, standardised on the device)
+    assert d.images.shape == (24, 1, 32, 32) and d.images.dtype == np.uint8 and d.modality == "tabular"
+    on_disk = np.load(Path(d.images.file.path))  # rows read by pread are the prepared file's rows
+    np.testing.assert_array_equal(np.asarray(d.images), on_disk[d.images.index])
+    np.testing.assert_array_equal(d.images[[5, 2, 5]], on_disk[d.images.index[[5, 2, 5]]])
     ids = list(d.image_ids)
     # 12 patients x (CC, MLO); the first 4 patients are the official test split
     assert sum(i.startswith(("Mass-Test", "Calc-Test")) for i in ids) == 8
@@ -59,16 +63,17 @@ def test_cbis_ddsm_one_row_per_image_with_the_papers_label_rules(ddsm_root, tmp_
     # the last patient's CC image holds two masses: one row, both masks, n_abnormalities 2
     two = ids.index("Mass-Training_P_00012_LEFT_CC")
     assert d.table["n_abnormalities"].iloc[two] == 2
-    assert d.masks[two].sum() > 1.6 * np.median(d.masks.sum(axis=(1, 2)))
+    assert d.masks[two].sum() > 1.6 * np.median(np.asarray(d.masks).sum(axis=(1, 2)))
     assert "assessment" not in d.table.columns  # BI-RADS leaks the label: not privileged by default
     assert d.table["breast_density"].dtype.kind == "i" and d.table["image_view"].dtype.kind in "OTU"
 
 
 def test_cbis_ddsm_mask_lands_where_the_lesion_is(ddsm_root, tmp_path):
     d = load_domain("cbis_ddsm", cfg(ddsm_root), str(tmp_path))
+    images, masks = np.asarray(d.images, dtype=np.float32) / 255, np.asarray(d.masks)
     for k in range(len(d.image_ids)):
-        inside = d.images[k, 0][d.masks[k]].mean()
-        outside = d.images[k, 0][~d.masks[k]][d.images[k, 0][~d.masks[k]] > 0].mean()  # skip the padding
+        inside = images[k, 0][masks[k]].mean()
+        outside = images[k, 0][~masks[k]][images[k, 0][~masks[k]] > 0].mean()  # skip the padding
         assert inside > outside + 0.05, d.image_ids[k]
     # images are 64 tall x 48 wide: padded on the right, so the last quarter of columns is empty
     assert d.images[:, 0, :, 25:].max() == 0 and not d.masks[:, :, 25:].any()
@@ -109,7 +114,8 @@ def test_mimic_cxr_labels_splits_sections_and_ms_cxr_boxes(cxr_root, tmp_path):
     ms = pd.read_csv(cxr_root / "MS_CXR_Local_Alignment_v1.1.0.csv")
     boxed = set(ms["dicom_id"]) & set(d.image_ids)  # less the image whose label is uncertain (excluded)
     assert len(boxed) == len(ms) - 1
-    has_roi = d.masks.any(axis=(1, 2))
+    has_roi = np.asarray(d.masks).any(axis=(1, 2))
+    np.testing.assert_array_equal(np.flatnonzero(has_roi & (d.split == "test")), d.roi_index("test"))
     assert {i for i, r in zip(d.image_ids, has_roi) if r} == boxed  # ROI only where MS-CXR has a box
     roi_subjects = {meta.loc[i, "subject_id"] for i in boxed}
     moved = np.array([meta.loc[i, "subject_id"] in roi_subjects for i in d.image_ids])
