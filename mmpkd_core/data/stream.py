@@ -18,7 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-CHUNK_BYTES = 64 << 20  # streaming passes (statistics, ROI flags) read about this much at a time
+CHUNK_BYTES = 16 << 20  # streaming passes (ROI flags) read about this much at a time
+STATS_CHUNK_BYTES = 4 << 20  # the statistics pass: each chunk becomes float64 (8x), twice
 
 
 class ArrayFile:
@@ -112,9 +113,9 @@ class Rows:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
-    def chunks(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(rows of the chunk, their values)`` for ``rows`` in chunks of about ``CHUNK_BYTES``."""
-        step = max(1, CHUNK_BYTES // max(1, self.file.row_bytes))
+    def chunks(self, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(rows of the chunk, their values)`` for ``rows`` in chunks of about ``chunk_bytes``."""
+        step = max(1, chunk_bytes // max(1, self.file.row_bytes))
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
             yield part, self[part]
@@ -159,7 +160,7 @@ def train_stats(images: Rows, rows: np.ndarray) -> tuple[float, float]:
         pass
     total = squares = 0.0
     count = 0
-    for _, vals in images.chunks(np.sort(rows)):
+    for _, vals in images.chunks(np.sort(rows), STATS_CHUNK_BYTES // (8 // images.dtype.itemsize or 1)):
         v = vals.astype(np.float64) / scale
         total += float(v.sum())
         squares += float(np.square(v).sum())
