@@ -18,8 +18,9 @@ SPEC = textwrap.dedent("""\
     name: dash
     domain: synthetic_ddsm
     data: {n_train: 100, n_val: 40, n_test: 40, image_size: 32, seed: 0}
-    student: {patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 2, batch_size: 32}
-    recipe: {teacher: mlp}
+    student: {patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 8, batch_size: 32}
+    recipe: {teacher: label_smoothing}   # a control: no teacher to fit
+    objective: {metric: relevance_mass}
     search_space:
       alpha: {type: float, low: 0.1, high: 1.0}
       attention_method: {type: categorical, choices: [raw_cls, rollout]}
@@ -31,13 +32,13 @@ FORBIDDEN = ("torch", "timm", "transformers", "ray", "lightgbm")
 STUDY = [sys.executable, "-m", "study.cli"]
 
 
-def optuna_trials(path, name: str) -> list | None:
+def optuna_trials(path, name: str, storage=None) -> list | None:
     import optuna
 
     from study.tracking import optuna_storage
 
     try:
-        return optuna.load_study(study_name=name, storage=optuna_storage(path)).get_trials(deepcopy=False)
+        return optuna.load_study(study_name=name, storage=storage or optuna_storage(path)).get_trials(deepcopy=False)
     except KeyError:  # not created yet
         return None
 
@@ -51,13 +52,17 @@ def live_study(tmp_path_factory, cache_dir):
                             env=dict(os.environ, MMPKD_CACHE=cache_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []  # (trial ids read, whether the study was still running after the read)
+    storage = None
     try:
         while proc.poll() is None:
-            if (tmp / "d.optuna.log").exists():
-                trials = optuna_trials(tmp / "d.optuna.log", "dash")
-                if trials is not None:
-                    seen.append(([t.user_attrs["trial_id"] for t in trials], proc.poll() is None))
-            time.sleep(0.2)
+            if storage is None and (tmp / "d.optuna.log").exists():
+                from study.tracking import optuna_storage
+
+                storage = optuna_storage(tmp / "d.optuna.log")  # one reader that follows the file as it grows
+            trials = optuna_trials(None, "dash", storage) if storage is not None else None
+            if trials is not None:
+                seen.append(([t.user_attrs["trial_id"] for t in trials], proc.poll() is None))
+            time.sleep(0.05)
         out = proc.stdout.read()
     finally:
         stop_group(proc)

@@ -202,3 +202,14 @@ def test_shipped_specs_have_a_real_form(monkeypatch, tmp_path):
     ddsm, cxr = load_spec("search_spaces/ddsm.yaml"), load_spec("search_spaces/cxr.yaml")
     assert (ddsm.domain, cxr.domain) == ("cbis_ddsm", "mimic_cxr")
     assert ddsm.data.image_size == cxr.data.image_size == 224 and cxr.data.label_noise is None
+
+
+def test_tracking_is_no_part_of_the_spec_hash_and_a_misspelt_tracking_key_is_named():
+    raw = {"name": "h", "domain": "synthetic_ddsm"}
+    plain = spec_from_dict(raw)
+    tracked = spec_from_dict({**raw, "tracking": {"mlflow": {"tracking_uri": "sqlite:///x.db"}, "tensorboard": True}})
+    assert tracked.spec_hash() == plain.spec_hash()  # a stored study resumes under other trackers
+    assert (plain.tracking.mlflow, plain.tracking.tensorboard) == (None, False)
+    with pytest.raises(SpecError) as err:
+        spec_from_dict({**raw, "tracking": {"mlflow": {"trackin_uri": "sqlite:///x.db"}}})
+    assert str(err.value) == "tracking.mlflow.trackin_uri: unknown key (did you mean 'tracking_uri'?)"
