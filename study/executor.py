@@ -71,6 +71,7 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
 
     t0 = time.perf_counter()
     data = load_domain(spec.domain, base.data, cache_dir)
+    check_memory(spec, base, data, say)
     if base.student.pretrained:  # a checkpoint of another shape stops the study here, not in every trial
         from mmpkd_core.student import build_student
 
@@ -89,6 +90,26 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
                 TEACHERS.get(str(t)), "reads_labels", False) else ""
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
+
+
+def check_memory(spec: StudySpec, base, data, say) -> None:
+    """Before any training: each trial's memory (mmpkd_core.memory) times the trials that run at once on
+    this node, against what it has; one line naming the numbers and the knob if they cannot fit."""
+    import os
+
+    import torch
+
+    from mmpkd_core.memory import check
+
+    res = spec.executor.resources
+    at_once = 1 if spec.executor.kind == "local" else max(1, min(spec.executor.max_concurrent,
+                                                                 int((os.cpu_count() or 1) // res.cpu) or 1))
+    seeds = 1 if "seed" in spec.dims() else len(spec.seed_list())  # seeds of a recipe train in one process
+    gpu = res.gpu if res.gpu > 0 and torch.cuda.is_available() else None
+    est, problem = check(base, data, at_once, seeds, gpu_share=gpu)
+    if problem:
+        raise StudyError(problem)
+    say(f"memory: about {est.host_mb:,.0f} MB per trial ({est.describe()}), {at_once} at once")
 
 
 class TooManyFailures(StudyError):
