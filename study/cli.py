@@ -524,6 +524,8 @@ def data_info(
     _say(f"prepared cache: {folder} ({info['images']} images{skipped}); privileged "
          f"{'report text' if d.text is not None else 'columns: ' + ', '.join(d.table.columns)}; "
          f"{d.images.shape[-1]} px images")
+    if d.subset:  # data.options.max_train
+        _say(d.subset)
 
 
 @app.command()

@@ -72,6 +72,8 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
     t0 = time.perf_counter()
     data = load_domain(spec.domain, base.data, cache_dir)
     check_memory(spec, base, data, say)
+    if data.subset:  # data.options.max_train
+        say(data.subset)
     if base.student.pretrained:  # a checkpoint of another shape stops the study here, not in every trial
         from mmpkd_core.student import build_student
 

@@ -137,6 +137,38 @@ def noisy_training_labels(true: np.ndarray, split: np.ndarray, noise: float, rng
     return labels
 
 
+def training_subset(split: np.ndarray, labels: np.ndarray, groups: np.ndarray, max_train: int, stratify: str,
+                    seed: int) -> tuple[np.ndarray, str]:
+    """A reproducible subset of about ``max_train`` training images, taken by whole patients (``groups``)
+    so that no patient is split, stratified (``stratify="label"``) so that each label keeps its share:
+    a patient's stratum is its highest training label, and within each stratum patients are taken in a
+    seeded random order until the stratum's share of ``max_train`` is reached. Validation and test images
+    are all kept. Returns the rows to keep and the subset in words (for the overview and the report)."""
+    train = np.flatnonzero(split == "train")
+    keep = split != "train"
+    if max_train >= len(train):
+        keep[:] = True
+        return keep, f"training subset: all {len(train):,} training images (data.options.max_train {max_train:,})"
+    rng = np.random.default_rng([seed, 11])
+    g = pd.Series(labels[train] if stratify == "label" else np.zeros(len(train), int)).groupby(groups[train])
+    patient_stratum, patient_size = g.max(), g.size()
+    taken_patients = 0
+    for stratum in np.unique(patient_stratum.to_numpy()):
+        members = patient_stratum.index[patient_stratum.to_numpy() == stratum].to_numpy()
+        target = max_train * patient_size[members].sum() / len(train)
+        order = members[rng.permutation(len(members))]
+        sizes = patient_size[order].to_numpy()
+        n_take = int(np.searchsorted(np.cumsum(sizes), target, side="right"))  # whole patients, up to the target
+        n_take = max(n_take, 1)
+        taken_patients += n_take
+        keep[train[np.isin(groups[train], order[:n_take])]] = True
+    n_kept = int(keep[train].sum())
+    how = "stratified by label" if stratify == "label" else "not stratified"
+    return keep, (f"training subset: {n_kept:,} of {len(train):,} training images ({taken_patients:,} of "
+                  f"{len(patient_size):,} patients, whole patients, {how}, seed {seed}; data.options.max_train "
+                  f"{max_train:,}); validation and test images all kept")
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     root = Path(cache_dir or os.environ.get("MMPKD_CACHE", ".mmpkd_cache"))
     root.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
+from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels, training_subset
 from mmpkd_core.data.stream import Rows
 from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 
@@ -47,6 +47,8 @@ class Options(BaseModel):
     benign_without_callback: Literal["benign", "exclude"] = "benign"
     privileged_columns: list[str] = DESCRIPTIVE
     val_fraction: float = Field(0.15, gt=0, lt=1)
+    max_train: int | None = Field(None, ge=2)  # a reproducible subset of the training images, by patient
+    stratify: Literal["label", "none"] = "label"  # keep each label's share in that subset
 
 
 def column_name(header: str) -> str:
@@ -186,6 +188,11 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
     split = np.where(meta["official_split"] == "test", "test", "train")
     split = carve_validation(split, meta["patient_id"].to_numpy(), opts.val_fraction, cfg.seed)
     true = malignant[idx].astype(np.int64)
+    subset = ""
+    if opts.max_train is not None:
+        keep, subset = training_subset(split, true, meta["patient_id"].to_numpy(str), opts.max_train, opts.stratify,
+                                       cfg.seed)
+        idx, meta, split, true = idx[keep], meta[keep].reset_index(drop=True), split[keep], true[keep]
     labels = noisy_training_labels(true, split, cfg.label_noise or 0.0, np.random.default_rng(cfg.seed))
     table = meta[opts.privileged_columns].copy()
     for c in table.columns:  # numbers stay numbers (density, subtlety); the rest are categories
@@ -193,7 +200,8 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
         table[c] = num if num.notna().all() else table[c].astype(str)
     return DomainData(domain="cbis_ddsm", modality="tabular",
                       images=Rows(images.file, images.index[idx]), labels=labels, true_labels=true,
-                      masks=Rows(masks.file, masks.index[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table)
+                      masks=Rows(masks.file, masks.index[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table,
+                      subset=subset)
 
 
 DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, plan=plan, view=view,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels
+from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_training_labels, training_subset
 from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 from mmpkd_core.data.stream import Rows
 
@@ -50,6 +50,8 @@ class Options(BaseModel):
     ms_cxr_val_fraction: float = Field(0.3, gt=0, lt=1)
     reports: str | None = None  # the reports' folder; default: mimic-cxr-reports/files or files under the root
     ms_cxr: str | None = None  # the MS-CXR CSV; default: MS_CXR_Local_Alignment_v*.csv at the root
+    max_train: int | None = Field(None, ge=2)  # a reproducible subset of the training images, by subject
+    stratify: Literal["label", "none"] = "label"  # keep each label's share in that subset
 
 
 def _root(cfg: DataConfig) -> Path:
@@ -183,11 +185,15 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
     moved = np.isin(subjects, roi_subjects)
     split[moved] = np.where(np.isin(subjects[moved], list(val_subjects)), "val", "test")
     split = split.astype(str)
+    subset = ""
+    if opts.max_train is not None:
+        keep, subset = training_subset(split, true, subjects, opts.max_train, opts.stratify, cfg.seed)
+        idx, meta, true, split, has_box = idx[keep], meta[keep].reset_index(drop=True), true[keep], split[keep], has_box[keep]
     roi = Rows(masks.file, masks.index[idx], blank=~has_box)  # score only the boxes of the chosen finding
     labels = noisy_training_labels(true, split, cfg.label_noise or 0.0, rng)
     return DomainData(domain="mimic_cxr", modality="text", images=Rows(images.file, images.index[idx]),
                       labels=labels, true_labels=true, masks=roi, split=split, image_ids=meta["image_id"].to_numpy(str),
-                      text=[report_text(r, opts.sections) for r in meta["report"]])
+                      text=[report_text(r, opts.sections) for r in meta["report"]], subset=subset)
 
 
 DOMAINS.register("mimic_cxr")(Domain("mimic_cxr", "text", None, 0.0, plan=plan, view=view,
