@@ -498,6 +498,7 @@ def data_info(
     fmt: str = FORMAT,
 ) -> None:
     """Counts per split, label balance and ROI coverage of a prepared real data set, under the options given."""
+    import numpy as np
     import pandas as pd
 
     from mmpkd_core.data import DOMAINS
@@ -513,11 +514,11 @@ def data_info(
     rows = []
     for split in ("train", "val", "test"):
         idx = d.index(split)
-        roi = d.masks[idx].any(axis=(1, 2))
+        roi = np.isin(idx, d.roi_index(split))  # the masks are read a chunk at a time; below, only those with an ROI
         rows.append({"split": split, "images": len(idx), "positive": int(d.true_labels[idx].sum()),
                      "positive_share": round(float(d.true_labels[idx].mean()), 3) if len(idx) else None,
                      "with_roi": int(roi.sum()), "roi_share": round(float(roi.mean()), 3) if len(idx) else None,
-                     "roi_area_share": round(float(d.masks[idx][roi].mean()), 4) if roi.any() else None})
+                     "roi_area_share": round(float(np.asarray(d.masks[idx[roi]]).mean()), 4) if roi.any() else None})
     _emit(pd.DataFrame(rows), fmt)
     info = json.loads((folder / "prepared.json").read_text())
     skipped = f", {info['skipped']} skipped (listed in {folder / 'skipped.csv'})" if info["skipped"] else ""
