@@ -200,5 +200,11 @@ def _load_images(data_path: str | None, ids: list[str]) -> dict:
     with np.load(path) as z:
         index = {str(i): n for n, i in enumerate(z["image_ids"])}
         rows = [index[i] for i in ids if i in index]
-        images, masks = z["images"][rows, 0], z["masks"][rows]
-    return {i: (images[n], masks[n]) for n, i in enumerate(i for i in ids if i in index)}
+        if "images" in z.files:  # a synthetic cache from before images were streamed from their own files
+            images, masks = z["images"][rows, 0], z["masks"][rows]
+        else:  # images.npy and masks.npy beside it, read a few rows at a time
+            images = np.load(os.path.join(data_path, "images.npy"), mmap_mode="r")[rows, 0]
+            masks = np.load(os.path.join(data_path, "masks.npy"), mmap_mode="r")[rows]
+            if images.dtype == np.uint8:
+                images = images / 255.0
+    return {i: (np.asarray(images[n]), np.asarray(masks[n])) for n, i in enumerate(i for i in ids if i in index)}
