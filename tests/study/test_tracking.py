@@ -37,10 +37,11 @@ def run_cli(args, cwd, cache_dir):
 
 
 def stored(db: Path):
-    """trial_id -> (is_baseline, number, params, test_objective, test_auroc, [(epoch, val_objective)])."""
+    """trial_id -> [is_baseline, number, params, test_objective, test_auroc, [(epoch, val)], val_objective]."""
     con = duckdb.connect(str(db), read_only=True)
-    out = {tid: [b, n, json.loads(p), to, ta, []] for tid, b, n, p, to, ta in con.execute(
-        "SELECT trial_id, is_baseline, number, params_json, test_objective, test_auroc FROM trials").fetchall()}
+    out = {tid: [b, n, json.loads(p), to, ta, [], vo] for tid, b, n, p, to, ta, vo in con.execute(
+        "SELECT trial_id, is_baseline, number, params_json, test_objective, test_auroc, val_objective FROM trials"
+    ).fetchall()}
     for tid, epoch, value in con.execute("SELECT trial_id, epoch, val_objective FROM epochs ORDER BY ALL").fetchall():
         out[tid][5].append((epoch, value))
     con.close()
@@ -91,6 +92,13 @@ def check_trackers(tmp: Path, name: str, logdir: Path) -> None:
     assert len(got) == len(want) and all(close([s for s, _ in g], [s for s, _ in w]) and close([v for _, v in g],
                                          [v for _, v in w]) for g, w in zip(got, want)), (got, want)
     assert close(sorted(finals), sorted(r[3] for r in rows.values()))
+
+    import optuna  # and the Optuna storage beside the database, whichever executor ran
+
+    from study.tracking import optuna_storage
+
+    mirrored = optuna.load_study(study_name=name, storage=optuna_storage(tmp / "t.optuna.log")).get_trials()
+    assert {t.user_attrs["trial_id"]: t.value for t in mirrored} == {tid: r[6] for tid, r in rows.items() if not r[0]}
 
 
 def test_local_executor_writes_mlflow_runs_and_event_files_that_match_the_database(tmp_path, cache_dir):
