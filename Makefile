@@ -37,4 +37,4 @@ browser:
 		|| echo "note: chromium could not be installed; the browser tests will be skipped"
 
 clean:
-	rm -rf .mmpkd_cache reports/*.html studies.duckdb studies.duckdb.snapshot
+	rm -rf .mmpkd_cache reports/*.html studies.duckdb studies.duckdb.snapshot studies.optuna.log
