@@ -1,0 +1,42 @@
+"""The driver's Recorder: what a trial that leaves no result still records, and the counts the
+progress line shows."""
+import duckdb
+
+from mmpkd_core import TrialConfig
+from study.executor import Recorder
+from study.store import Store
+
+
+class Line:
+    def __init__(self):
+        self.states = []
+
+    def update(self, **state):
+        self.states.append(state)
+
+
+def test_pruned_and_failed_trials_record_their_cost_and_the_line_counts_them(tmp_path, monkeypatch):
+    clock = [10.0]
+    monkeypatch.setattr("study.executor.time.perf_counter", lambda: clock[0])
+    store = Store(tmp_path / "r.duckdb")
+    store.create_study("r", "synthetic_ddsm", "{}", "h", planned=6)
+    rec = Recorder(store, "r", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3, seeds=[0, 1])
+    rec.progress, rec.mode = Line(), "max"
+    epoch = {"epoch": 1, "loss": 1.0, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.6,
+             "val_objective": 0.3, "seconds": 1.0}
+    rec.start("a", {"alpha": 0.5}, number=0)
+    assert rec.progress.states[-1]["running"] == 1
+    rec.epoch("a", epoch)
+    clock[0] = 16.0  # 6 s of the driver's time, two seeds trained in lockstep
+    rec.finish("a", "pruned", params={"alpha": 0.5})
+    rec.start("b", {"alpha": 0.9}, number=1)
+    clock[0] = 20.0
+    rec.finish("b", "failed", error="RuntimeError: boom", params={"alpha": 0.9})
+    store.close()
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    rows = con.execute("SELECT trial_id, status, trial_seconds, epochs_done FROM trials ORDER BY trial_id").fetchall()
+    con.close()
+    assert rows == [("0000.s0", "pruned", 3.0, 1), ("0000.s1", "pruned", 3.0, 1),
+                    ("0001.s0", "failed", 2.0, 0), ("0001.s1", "failed", 2.0, 0)]
+    assert rec.progress.states[-1] == {"finished": 2, "total": 3, "running": 0, "baselines": 0, "best": None,
+                                       "completed": 0, "pruned": 1, "failed": 1}
