@@ -14,10 +14,16 @@ def _rows(con, sql: str, params: list) -> list[dict]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
+def _has_column(con, table: str, column: str) -> bool:
+    """A database written before the column was added (opened read-only, so not migrated)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                            [table, column]).fetchone()[0])
+
+
 def overview(con, names: list[str]) -> list[dict]:
     """One row per study: domain, status, trial counts by status, wall time, the spec."""
     rows = _rows(con, """
-        SELECT s.name, s.domain, s.status, s.wall_seconds, s.spec_json,
+        SELECT s.name, s.domain, s.status, s.wall_seconds, {use} AS slot_utilisation, s.spec_json,
                count(t.trial_id) FILTER (WHERE NOT t.is_baseline) AS trials,
                count(t.trial_id) FILTER (WHERE t.is_baseline) AS baselines,
                count(*) FILTER (WHERE t.status = 'completed' AND NOT t.is_baseline) AS completed,
@@ -26,7 +32,8 @@ def overview(con, names: list[str]) -> list[dict]:
                count(*) FILTER (WHERE t.status = 'running' AND NOT t.is_baseline) AS running,
                count(DISTINCT t.seed) FILTER (WHERE NOT t.is_baseline) AS seeds
         FROM studies s LEFT JOIN trials t ON t.study = s.name
-        WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""", [names])
+        WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""".format(
+        use="s.slot_utilisation" if _has_column(con, "studies", "slot_utilisation") else "NULL"), [names])
     for r in rows:
         r["spec"] = json.loads(r.pop("spec_json"))
         mode = "DESC" if r["spec"].get("objective", {}).get("mode", "max") == "max" else "ASC"

@@ -18,7 +18,7 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 def overview_html(rows: list[dict]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in
                             ["study", "domain", "design", "status", "trials", "seeds", "completed", "pruned", "failed", "baselines run",
-                             "wall time", "best recipe (by validation objective)"]) + "</tr>"
+                             "wall time", "slot use", "best recipe (by validation objective)"]) + "</tr>"
     body = []
     for r in rows:
         wall = f"{r['wall_seconds']:.0f} s" if r["wall_seconds"] is not None else "-"
@@ -28,7 +28,8 @@ def overview_html(rows: list[dict]) -> str:
                                   + f": val {b['val_objective']:.3f}, test {b['test_objective']:.3f}, "
                                     f"AUROC {b['test_auroc']:.3f} ({b['seeds']} seed(s))")
         cells = [r["name"], r["domain"], r["spec"].get("design", "optimize"), r["status"], r["trials"], r["seeds"], r["completed"], r["pruned"], r["failed"],
-                 r["baselines"], wall, best]
+                 r["baselines"], wall, "-" if r.get("slot_utilisation") is None else f"{r['slot_utilisation']:.2f}",
+                 best]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     specs = "".join(f"<details><summary>spec of {html.escape(r['name'])}</summary><pre>"
                     f"{html.escape(json.dumps(r['spec'], indent=2))}</pre></details>" for r in rows)

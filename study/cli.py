@@ -87,6 +87,10 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
                                 progress=live if console.is_terminal else None)
         counts = ", ".join(f"{v} {k}" for k, v in outcome.counts.items())
         _say(f"done in {outcome.wall_seconds:.0f} s: {counts}")
+        use = store.utilisation(spec.name)
+        if use:
+            _say(f"slot utilisation {use[0]:.2f}: {use[1]:.0f} s of trials (pruned, failed and baselines "
+                 f"included) over {use[2]} slot(s) x {use[3]:.0f} s")
         if outcome.best:
             b = outcome.best
             _say(f"best recipe #{b['recipe']}: {b['params']}  val {spec.objective.metric} {b['val_objective']:.3f}, "

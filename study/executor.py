@@ -285,8 +285,14 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     finally:
         before = (store.study_row(spec.name)["wall_seconds"] or 0.0) if resume else 0.0
         wall = time.perf_counter() - t0 + before
-        store.finish_study(spec.name, status, wall)
+        store.finish_study(spec.name, status, wall, slots=slots(spec))
     return summarize(store, spec.name, wall, spec.objective.mode)
+
+
+def slots(spec: StudySpec) -> int:
+    """How many trials the executor runs at once: the denominator of slot utilisation."""
+    ex = spec.executor
+    return min(ex.max_concurrent, ex.sample_batch) if ex.kind == "ray" else 1
 
 
 def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: str, address: str | None,

@@ -84,7 +84,8 @@ CREATE OR REPLACE VIEW trial_summary AS
 """
 
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
-ADDED_COLUMNS = [("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
+ADDED_COLUMNS = [("studies", "slots", "INTEGER"), ("studies", "slot_seconds", "DOUBLE"),
+                 ("studies", "slot_utilisation", "DOUBLE"), ("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
                  ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE"),
                  ("trials", "science_version", "INTEGER"), ("trials", "engine_version", "VARCHAR")]
 
@@ -190,8 +191,8 @@ class Store:
 
     def create_study(self, name: str, domain: str, spec_json: str, spec_hash: str, planned: int | None = None) -> None:
         """``planned``: the trials (recipes x seeds) the study will store, for progress lines."""
-        self.con.execute("INSERT INTO studies VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?)",
-                         [name, domain, spec_json, spec_hash, now(), planned])
+        self.con.execute("INSERT INTO studies (name, domain, spec_json, spec_hash, status, created_at, planned_trials)"
+                         " VALUES (?, ?, ?, ?, 'running', ?, ?)", [name, domain, spec_json, spec_hash, now(), planned])
         self.publish(force=True)
 
     def delete_study(self, name: str) -> None:
@@ -240,10 +241,24 @@ class Store:
         self.changed()
         return finished, killed
 
-    def finish_study(self, name: str, status: str, wall_seconds: float) -> None:
+    def finish_study(self, name: str, status: str, wall_seconds: float, slots: int | None = None) -> None:
+        """The study's end. With ``slots`` (trials the executor ran at once), also its slot utilisation:
+        the seconds of every trial it ran -- completed, pruned, failed, its baselines -- over slots x wall."""
         self.con.execute("UPDATE studies SET status = ?, finished_at = ?, wall_seconds = ? WHERE name = ?",
                          [status, now(), wall_seconds, name])
+        if slots:
+            self.con.execute("""
+                UPDATE studies SET slots = ?, slot_seconds = t.s,
+                       slot_utilisation = t.s / (? * greatest(?, 1e-9))
+                FROM (SELECT coalesce(sum(trial_seconds), 0) AS s FROM trials WHERE study = ?) t
+                WHERE name = ?""", [slots, slots, wall_seconds, name, name])
         self.publish(force=True)
+
+    def utilisation(self, name: str) -> tuple | None:
+        """(slot utilisation, trial seconds, slots, wall seconds) of a finished study, if recorded."""
+        row = self.con.execute("SELECT slot_utilisation, slot_seconds, slots, wall_seconds FROM studies WHERE name = ?",
+                               [name]).fetchone()
+        return None if row is None or row[0] is None else row
 
     # ------------------------------------------------------------------ trials
     def transaction(self):

@@ -40,3 +40,19 @@ def test_pruned_and_failed_trials_record_their_cost_and_the_line_counts_them(tmp
                     ("0001.s0", "failed", 2.0, 0), ("0001.s1", "failed", 2.0, 0)]
     assert rec.progress.states[-1] == {"finished": 2, "total": 3, "running": 0, "baselines": 0, "best": None,
                                        "completed": 0, "pruned": 1, "failed": 1}
+
+
+def test_slot_utilisation_counts_every_trial_that_ran_over_slots_times_wall(tmp_path):
+    from conftest import config
+
+    store = Store(tmp_path / "u.duckdb")
+    store.create_study("u", "synthetic_ddsm", "{}", "h")
+    for tid, status, seconds in [("baseline-b", "completed", 20.0), ("0000", "completed", 30.0),
+                                 ("0001", "pruned", 6.0), ("0002", "failed", 4.0)]:
+        base = tid.startswith("baseline")
+        store.trial_started("u", tid, None if base else int(tid), config("none" if base else "mlp", 0.5), {}, tid,
+                            None if base else "b")
+        store.trial_finished("u", tid, status, [], None, None, seconds=seconds)
+    store.finish_study("u", "completed", 50.0, slots=2)
+    assert store.utilisation("u") == (0.6, 60.0, 2, 50.0)  # 60 s of trials over 2 slots x 50 s
+    store.close()
