@@ -103,7 +103,11 @@ class Rows:
             return self[key[0]][(slice(None), *key[1:]) if not np.isscalar(key[0]) else key[1:]]
         if np.isscalar(key):
             return self[np.array([key])][0]
-        sel = np.arange(len(self.index))[key]
+        if isinstance(key, slice):
+            sel = np.arange(*key.indices(len(self.index)))
+        else:
+            key = np.asarray(key)
+            sel = np.flatnonzero(key) if key.dtype == bool else np.where(key < 0, key + len(self.index), key)
         out = self.file.read(self.index[sel])
         if self.blank is not None:
             out[self.blank[sel]] = 0

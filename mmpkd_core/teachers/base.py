@@ -41,9 +41,16 @@ class Teacher(ABC):
     folds: ClassVar[int] = 5  # cross-fitting folds for the training images' logits; 0: none
     Options: ClassVar[type | None] = None  # a pydantic model of the teacher's ``teacher_options`` entry
 
-    def __init__(self, seed: int, options: dict | None = None):
+    def __init__(self, seed: int, options: dict | None = None, cache_dir=None):
         self.seed = seed
         self.options = self.Options(**(options or {})) if self.Options is not None else None
+        self.cache_dir = cache_dir  # where a teacher may keep what it computes once (e.g. frozen embeddings)
+
+    @classmethod
+    def forecast(cls, data: DomainData, options: dict) -> str | None:
+        """Called once before fitting (with cross-fitting) on ``data``: one line for the user when that
+        will take long -- how long, and what to choose instead -- else ``None``. Must not mutate ``data``."""
+        return None
 
     @classmethod
     def identity(cls, options: dict) -> dict:
@@ -86,7 +93,8 @@ class TeacherOutputs:
 FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
 
 
-def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None) -> np.ndarray:
+def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
+                       cache_dir=None) -> np.ndarray:
     """Logits of each training image from a teacher fitted without that image's fold."""
     tr = data.index("train")
     order = np.random.default_rng(seed).permutation(len(tr))
@@ -94,7 +102,7 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options:
     for fold in np.array_split(order, cls.folds):
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
-        teacher = cls(seed, options)
+        teacher = cls(seed, options, cache_dir)
         teacher.fit(replace(data, split=split))
         out[fold] = teacher.predict(data)[0][tr[fold]]
     return out
@@ -144,11 +152,14 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
             ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir, all_options)
             logits, emb = matched_targets(ref.logits, data.labels)
         else:
-            teacher = cls(seed, options)
+            line = cls.forecast(data, options)
+            if line:
+                notify(f"teacher {name} (seed {seed}): {line}")
+            teacher = cls(seed, options, str(cache_root(cache_dir)))
             teacher.fit(data)
             logits, emb = teacher.predict(data)
             if cls.folds:
-                logits[data.index("train")] = out_of_fold_logits(cls, data, seed, options)
+                logits[data.index("train")] = out_of_fold_logits(cls, data, seed, options, str(cache_root(cache_dir)))
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)

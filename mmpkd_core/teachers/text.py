@@ -12,16 +12,24 @@ Nothing is downloaded.
 from __future__ import annotations
 
 import functools
+import json
+import math
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmpkd_core.data.base import DomainData
+from mmpkd_core.data.base import DomainData, atomic_write, cache_root
 from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FORECAST_STEPS = 50_000  # below this many batches a teacher's fits are quick: nothing is measured or said
+FORECAST_TEXTS = 20_000  # a frozen encoder measures and says how long embedding takes above this many reports
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
 def train_wordpiece(texts: list[str], vocab_size: int = 400):
@@ -55,6 +63,54 @@ class BertScratchTeacher(Teacher):
     def _forward(self, ids, mask):
         h = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]  # (B, D)
         return self.head(h), h
+
+    @classmethod
+    def forecast(cls, data: DomainData, options: dict) -> str | None:
+        """Over ``FORECAST_STEPS`` batches of training (and cross-fitting's folds): the time a batch takes
+        here, measured on a few of the reports, times the batches of every fit; said when over 10 minutes."""
+        n_train, n_all = len(data.index("train")), len(data.labels)
+        fits = 1 + cls.folds
+        # the full fit trains on n_train reports, each fold's fit on (folds - 1) / folds of them
+        steps = cls.epochs * math.ceil(n_train / cls.batch_size) * (1 + (cls.folds - 1))
+        forward = fits * (cls.epochs * len(data.index("val")) + n_all) / cls.batch_size / 3  # eval: ~1/3 of a step
+        if steps + forward < FORECAST_STEPS:
+            return None
+        per_step = cls.step_seconds([data.text[i] for i in data.index("train")[:2000]])
+        total = (steps + forward) * per_step
+        if total < 600:
+            return None
+        return (f"{fits} fits (cross-fitting, {cls.folds} folds) of {cls.epochs} epochs on {n_train:,} training reports "
+                f"will take about {_duration(total)} here ({per_step * 1e3:.1f} ms a batch of {cls.batch_size}); "
+                "minilm embeds each report once and refits only a linear head: 'teacher: minilm' (or hf_encoder), "
+                "or take a subset with data.options.max_train")
+
+    @classmethod
+    def step_seconds(cls, texts: list[str], steps: int = 8) -> float:
+        """Seconds a training batch takes here (the median of ``steps`` after one warm-up batch)."""
+        import statistics
+        import time
+
+        import torch
+        import torch.nn.functional as F
+
+        t = cls(0)
+        t.tokenizer = train_wordpiece(texts)
+        from transformers import BertConfig, BertModel
+
+        cfg = BertConfig(vocab_size=t.tokenizer.get_vocab_size(), hidden_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=128, max_position_embeddings=cls.max_len)
+        t.encoder, t.head = BertModel(cfg, add_pooling_layer=False), torch.nn.Linear(64, 2)
+        ids, mask = t._encode((texts * (cls.batch_size // max(1, len(texts)) + 1))[:cls.batch_size])
+        y = torch.zeros(len(ids), dtype=torch.long)
+        opt = torch.optim.AdamW(list(t.encoder.parameters()) + list(t.head.parameters()), lr=1e-3)
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            F.cross_entropy(t._forward(ids, mask)[0], y).backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times[1:])
 
     def fit(self, data: DomainData) -> None:
         import torch
@@ -117,34 +173,66 @@ class EncoderOptions(BaseModel):
 _EMBEDDINGS: dict[tuple, np.ndarray] = {}  # (model folder, options, texts digest) -> embeddings, per process
 
 
-def encode_texts(model_path: str, texts: list[str], max_len: int, pooling: str, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised sentence embeddings of a frozen local encoder (mean-pooled over real tokens, or [CLS])."""
+def _embedding_key(model_path: str, texts: list[str], max_len: int, pooling: str) -> tuple:
     import hashlib
 
+    weights = sorted(Path(model_path).glob("*.safetensors")) + sorted(Path(model_path).glob("*.bin"))
+    stamp = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]
+    digest = hashlib.sha256(json.dumps([model_path, stamp, max_len, pooling]).encode())
+    for t in texts:
+        digest.update(t.encode())
+        digest.update(b"\x00")
+    return (model_path, max_len, pooling, digest.hexdigest()[:24])
+
+
+def encode_texts(model_path: str, texts: list[str], max_len: int, pooling: str, batch_size: int = 64,
+                 cache_dir=None) -> np.ndarray:
+    """L2-normalised sentence embeddings of a frozen local encoder (mean-pooled over real tokens, or [CLS]),
+    in batches of ``batch_size``. Computed once: kept per process and, with ``cache_dir``, on disk
+    (``<cache>/embeddings/<digest>.npy``, keyed by the weights, the options and the texts)."""
+    key = _embedding_key(model_path, texts, max_len, pooling)
+    if key in _EMBEDDINGS:
+        return _EMBEDDINGS[key]
+    path = cache_root(cache_dir) / "embeddings" / f"{key[-1]}.npy" if cache_dir is not None else None
+    if path is not None and path.exists():
+        _EMBEDDINGS[key] = np.load(path)
+        return _EMBEDDINGS[key]
     import torch
     import torch.nn.functional as F
+
+    tok, model = _encoder(model_path)
+    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            enc = tok(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_len,
+                      return_tensors="pt")
+            h = model(**enc).last_hidden_state  # (B, L, D)
+            if pooling == "cls":
+                e = h[:, 0]
+            else:
+                m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                e = (h * m).sum(1) / m.sum(1).clamp(min=1)
+            out[start:start + len(e)] = F.normalize(e, dim=-1).numpy()
+    if path is not None:
+        atomic_write(path, lambda p: _save_npy(p, out))
+    _EMBEDDINGS[key] = out
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder(model_path: str):
+    """The tokenizer and the frozen model of a local folder, loaded once per process."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    key = (model_path, max_len, pooling, hashlib.sha256("\x00".join(texts).encode()).hexdigest())
-    if key not in _EMBEDDINGS:
-        tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-        model = AutoModel.from_pretrained(model_path, local_files_only=True).eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(texts), batch_size):
-                enc = tok(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_len,
-                          return_tensors="pt")
-                h = model(**enc).last_hidden_state  # (B, L, D)
-                if pooling == "cls":
-                    e = h[:, 0]
-                else:
-                    m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-                    e = (h * m).sum(1) / m.sum(1).clamp(min=1)
-                out.append(F.normalize(e, dim=-1))
-        _EMBEDDINGS[key] = torch.cat(out).numpy()
-    return _EMBEDDINGS[key]
+    return (AutoTokenizer.from_pretrained(model_path, local_files_only=True),
+            AutoModel.from_pretrained(model_path, local_files_only=True).eval())
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr)
 
 
 class FrozenEncoderTeacher(Teacher):
@@ -159,7 +247,24 @@ class FrozenEncoderTeacher(Teacher):
         return self.options.model_path
 
     def _embed(self, data: DomainData) -> np.ndarray:
-        return encode_texts(self._model_path(), list(data.text), self.options.max_len, self.options.pooling)
+        return encode_texts(self._model_path(), list(data.text), self.options.max_len, self.options.pooling,
+                            cache_dir=self.cache_dir)
+
+    @classmethod
+    def forecast(cls, data: DomainData, options: dict) -> str | None:
+        """Above ``FORECAST_TEXTS`` reports not embedded yet: the time embedding them takes, from 128 of them."""
+        import time
+
+        if len(data.text) < FORECAST_TEXTS:
+            return None
+        t = cls(0, options)
+        sample = list(data.text[:128])
+        encode_texts(t._model_path(), sample[:8], t.options.max_len, t.options.pooling)  # loads the model
+        t0 = time.perf_counter()
+        encode_texts(t._model_path(), sample, t.options.max_len, t.options.pooling)
+        per_text = (time.perf_counter() - t0) / len(sample)
+        return (f"embedding {len(data.text):,} reports once (then cached on disk) will take about "
+                f"{_duration(per_text * len(data.text))} here; cross-fitting refits only the linear head")
 
     def fit(self, data: DomainData) -> None:
         from sklearn.linear_model import LogisticRegression
