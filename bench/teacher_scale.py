@@ -132,7 +132,8 @@ def main() -> None:
     print(f"| minilm | {fits} fits x 4 regularisation strengths (cross-fitting) | {h(head * fits * 4)} | extrapolated |")
     for name, s in tab.items():
         print(f"| {name} | {fits} fits on {args.table_rows:,} rows (cross-fitting, outputs cached) | {h(s)} | measured |")
-    print(f"\nThe engine's line before a bert_scratch fit at this size:\n\n> teacher bert_scratch (seed 0): {line}")
+    said = f"> teacher bert_scratch (seed 0): {line}" if line else "(nothing: under 10 minutes, it fits without a word)"
+    print(f"\nThe engine's line before a bert_scratch fit at this size:\n\n{said}")
 
 
 if __name__ == "__main__":
