@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes for make test: most tests wait on one single-threaded trial subprocess
+TEST_WORKERS ?= 2
 
 .PHONY: install run test validate bench clean browser
 
@@ -22,8 +24,8 @@ run: $(STAMP)
 # then the tests that train a model once more on MKL's CPU-independent code path, so that a threshold which
 # only holds for this CPU's kernels fails here too (exit 5, "no tests collected", is not a failure)
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -m "not validation"
-	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -m "trains and not slow" || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not validation"
+	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "trains and not slow" || [ $$? -eq 5 ]
 
 validate: $(STAMP)
 	$(BIN)/python -m pytest -q -m validation

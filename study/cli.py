@@ -20,7 +20,7 @@ DB_HELP = "DuckDB file holding the studies"
 
 
 def _say(msg: str) -> None:
-    console.print(msg, markup=False)
+    console.print(msg, markup=False, soft_wrap=True)  # one line per message, however long: logs are grepped
 
 
 @app.command()

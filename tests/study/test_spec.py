@@ -155,7 +155,7 @@ def test_a_real_domain_reads_its_root_from_the_environment(tmp_path, monkeypatch
      "data.options.benign_without_callback: input should be 'benign' or 'exclude'"),
     ("benign_without_callback: exclude", "bening_without_callback: exclude",
      "data.options.bening_without_callback: unknown option; cbis_ddsm takes: abnormality, benign_without_callback, "
-     "privileged_columns, val_fraction"),
+     "privileged_columns, val_fraction, max_train, stratify"),
     ("'${DDSM_TEST_ROOT}'", "/nonexistent/ddsm", "data.root: /nonexistent/ddsm does not exist or is not a folder"),
 ])
 def test_bad_real_data_section(tmp_path, monkeypatch, old, new, message):
