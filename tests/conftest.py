@@ -4,8 +4,38 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_environment():
+    """Ray's quiet settings for the session's own processes, and the environment as it was afterwards."""
+    saved = {k: os.environ.get(k) for k in RAY_ENV}
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def torch_state_is_restored():
+    """Code under test may set torch's threads or determinism (``run_trial`` does, for its trial):
+    whatever a test changed is put back, so no test leaves process-wide state behind."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 @pytest.fixture(scope="session")

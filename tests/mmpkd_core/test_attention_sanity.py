@@ -35,7 +35,15 @@ def blob_domain(n=800, size=32, seed=0) -> DomainData:
 
 @pytest.fixture(scope="module")
 def trained():
+    threads = torch.get_num_threads()  # process-wide: restored when the module's tests are done
     torch.set_num_threads(2)
+    try:
+        yield _train()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train():
     data = blob_domain()
     cfg = TrialConfig(domain="blob", student=StudentConfig(patch_size=8, embed_dim=64, depth=3, num_heads=4,
                                                            epochs=12, lr=1e-3))
