@@ -45,6 +45,11 @@ def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir:
     from study.executor import run_study
     from study.store import Store
 
+    if address:  # before anything is opened, prepared or trained
+        from study.ray_executor import check_address
+
+        check_address(address)
+
     store = Store(db)
     plan = []
     for spec in specs:

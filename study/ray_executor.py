@@ -82,6 +82,30 @@ def _callback(rec, baselines: bool):
     return StoreCallback()
 
 
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """``--address``: a cluster must answer there before anything is prepared. Ray itself would wait
+    minutes for a head that is not there; this asks the address's TCP port once."""
+    import socket
+
+    from study.errors import StudyError
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        if address == "auto":
+            return
+        raise StudyError(f"--address {address}: write HOST:PORT (the head's GCS port, 6379 by default) or "
+                         "ray://HOST:PORT (Ray Client, 10001)")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return
+    except OSError as err:
+        why = f"no answer within {timeout:g} s" if isinstance(err, socket.timeout) else (err.strerror or str(err)).lower()
+    raise StudyError(f"--address {address}: no Ray cluster answers there ({why}); start a "
+                     "head with 'ray start --head --port 6379' (and 'ray start --address HEAD:6379' on each worker), "
+                     "or leave --address out to run on this machine")
+
+
 @contextmanager
 def ray_session(spec: StudySpec, address: str | None):
     for k, v in QUIET_ENV.items():
