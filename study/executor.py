@@ -415,6 +415,13 @@ def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None
             done = finished[trial.number]
             check_replay(trial.number, params, done["params"])
             state = {"completed": State.COMPLETE, "pruned": State.PRUNED, "failed": State.FAIL}[done["status"]]
+            # the pruner's rungs get the stored epochs, asked as the run asked them: after every epoch report
+            # but a completed recipe's last, so that the recipes still to run are judged against the same rungs
+            curve = done.get("epochs", [])
+            for i, (epoch, value) in enumerate(curve):
+                trial.report(value, epoch)
+                if not (state == State.COMPLETE and i == len(curve) - 1):
+                    trial.should_prune()
             return (done["value"] if state == State.COMPLETE else None), state
         key = str(trial.number)
         rec.start(key, params, number=trial.number)

@@ -148,6 +148,8 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
                                    grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
                      if spec.scheduler() == "asha" else FIFOScheduler())
+        if finished and spec.scheduler() == "asha":
+            replay_rungs(scheduler, finished, mode)
         trainable = tune.with_parameters(ray_recipe, base=base.to_dict(), seeds=spec.seed_list())
         tuner = tune.Tuner(
             tune.with_resources(trainable, _resources(spec)),
@@ -160,6 +162,23 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
                                       stop=_failure_stopper(rec, ex.max_failures)),
         )
         tuner.fit()
+
+
+def replay_rungs(scheduler, finished: dict, mode: str) -> None:
+    """Resuming: ASHA's rungs hold the stored epochs of the finished recipes, recorded as Tune recorded
+    them (each epoch's result through the bracket, the objective signed for the mode), so that a
+    recipe that runs now is stopped or kept against the same rung values as in the first run."""
+    from types import SimpleNamespace
+
+    sign = 1.0 if mode == "max" else -1.0
+    for number in sorted(finished):
+        bracket = scheduler._brackets[0] if len(scheduler._brackets) == 1 else None
+        if bracket is None:  # several brackets draw at random: nothing to replay against
+            return
+        ghost = SimpleNamespace(trial_id=f"replay-{number}")
+        for epoch, value in finished[number].get("epochs", []):
+            if value is not None:
+                bracket.on_result(ghost, epoch, sign * value)
 
 
 def searcher(spec: StudySpec, finished: dict | None = None):

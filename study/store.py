@@ -216,8 +216,9 @@ class Store:
         """For resuming a study that was stopped: drop every trial that was still running when the
         process died (a recipe counts as running if any of its seeds does) and every baseline that did
         not complete (it is run again), in one transaction, and
-        return ``(finished, killed)``: recipe number -> {"params", "status", "value"} for the finished
-        ones, recipe number -> {"params"} for those to re-run."""
+        return ``(finished, killed)``: recipe number -> {"params", "status", "value", "epochs"} for the
+        finished ones (``epochs``: (epoch, validation objective averaged over the recipe's seeds), as the
+        scheduler saw them), recipe number -> {"params"} for those to re-run."""
         rows = self.con.execute("""
             SELECT number, any_value(params_json), list(status), avg(val_objective)
             FROM trials WHERE study = ? AND NOT is_baseline GROUP BY number ORDER BY number""", [study]).fetchall()
@@ -229,7 +230,13 @@ class Store:
             else:
                 status = "completed" if all(s == "completed" for s in statuses) else \
                          "failed" if "failed" in statuses else "pruned"
-                finished[number] = {**entry, "status": status, "value": value}
+                finished[number] = {**entry, "status": status, "value": value, "epochs": []}
+        for number, epoch, value in self.con.execute("""
+                SELECT t.number, e.epoch, avg(e.val_objective) FROM epochs e
+                JOIN trials t ON t.study = e.study AND t.trial_id = e.trial_id
+                WHERE e.study = ? AND NOT t.is_baseline GROUP BY ALL ORDER BY ALL""", [study]).fetchall():
+            if number in finished:
+                finished[number]["epochs"].append((epoch, value))
         with self.transaction():
             # baselines that did not complete run again under the same trial id: their rows go too
             doomed = ("(SELECT trial_id FROM trials WHERE study = ? AND (status = 'running' OR number IN ({}) "
