@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys, time
+    import json, sys, time
+    def peak_kb():  # this process's own high-water mark: ru_maxrss would carry the parent's, from before exec
+        return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     import torch
     from mmpkd_core import StudentConfig, TrialConfig, run_trial
     from mmpkd_core.data import DataConfig
@@ -34,7 +36,7 @@ CHILD = textwrap.dedent("""
                       threads=args["threads"])
     t0 = time.perf_counter()
     r = run_trial(cfg)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"peak_rss_mb": peak_kb() / 1024,
                       "gpu_mb": r.gpu_mb, "seconds": time.perf_counter() - t0,
                       "train_seconds": sum(e["seconds"] for e in r.epochs), "val_auroc": r.val_auroc}))
 """)

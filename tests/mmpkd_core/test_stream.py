@@ -54,7 +54,9 @@ def test_batches_standardise_on_the_device_in_the_rows_order(u8):
 
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
+    def peak_kb():  # this process's own high-water mark: ru_maxrss would carry the parent's, from before exec
+        return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     from mmpkd_core import StudentConfig, TrialConfig, run_trial
     from mmpkd_core.data import DataConfig, load_domain
     cfg = TrialConfig(domain="mimic_cxr", data=DataConfig(**json.loads(sys.argv[1])),
@@ -62,9 +64,9 @@ CHILD = textwrap.dedent("""
                       eval_methods=("raw_cls",), eval_metrics=("pointing_game",), attention_method="raw_cls",
                       cache_dir=sys.argv[2], threads=1)
     load_domain(cfg.domain, cfg.data, cfg.cache_dir)  # tables and meta: what any trial holds
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kb()
     result = run_trial(cfg)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kb()
     print(json.dumps({"before_kb": before, "after_kb": after, "val_auroc": result.val_auroc}))
 """)
 
