@@ -1,5 +1,10 @@
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +111,48 @@ def demo_db(tmp_path):
     return tmp_path / "s.duckdb"
 
 
+
+
+# A Ray head started before the tests, as a user's own Ray would be: the session fails if any test
+# stopped it (`ray stop` stops every Ray of the user on the machine). Started once, by the process that
+# runs the session (with pytest-xdist, the controller); MMPKD_NO_RAY_SENTINEL=1 skips it.
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput") or os.environ.get("MMPKD_NO_RAY_SENTINEL"):
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    session.config.ray_sentinel = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",
+         "--include-dashboard=false", "--disable-usage-stats"], env=dict(os.environ, **RAY_ENV),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and session.config.ray_sentinel.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    head = getattr(session.config, "ray_sentinel", None)
+    if head is None:
+        return
+    try:  # a head that was killed a moment ago may not have been reaped yet
+        head.wait(timeout=2)
+        alive = False
+    except subprocess.TimeoutExpired:
+        alive = True
+    try:  # stopped by its own process group, as every test stops what it started
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    if not alive:
+        print("\nerror: the Ray head started before the tests was stopped during them: a test stopped a Ray it "
+              "did not start", file=sys.stderr)
+        session.exitstatus = 1
