@@ -23,7 +23,8 @@ def _has_column(con, table: str, column: str) -> bool:
 def overview(con, names: list[str]) -> list[dict]:
     """One row per study: domain, status, trial counts by status, wall time, the spec."""
     rows = _rows(con, """
-        SELECT s.name, s.domain, s.status, s.wall_seconds, {use} AS slot_utilisation, s.spec_json,
+        SELECT s.name, s.domain, s.status, s.wall_seconds, {use} AS slot_utilisation, {subset} AS data_subset,
+               s.spec_json,
                count(t.trial_id) FILTER (WHERE NOT t.is_baseline) AS trials,
                count(t.trial_id) FILTER (WHERE t.is_baseline) AS baselines,
                count(*) FILTER (WHERE t.status = 'completed' AND NOT t.is_baseline) AS completed,
@@ -33,7 +34,8 @@ def overview(con, names: list[str]) -> list[dict]:
                count(DISTINCT t.seed) FILTER (WHERE NOT t.is_baseline) AS seeds
         FROM studies s LEFT JOIN trials t ON t.study = s.name
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""".format(
-        use="s.slot_utilisation" if _has_column(con, "studies", "slot_utilisation") else "NULL"), [names])
+        use="s.slot_utilisation" if _has_column(con, "studies", "slot_utilisation") else "NULL",
+        subset="s.data_subset" if _has_column(con, "studies", "data_subset") else "NULL"), [names])
     for r in rows:
         r["spec"] = json.loads(r.pop("spec_json"))
         mode = "DESC" if r["spec"].get("objective", {}).get("mode", "max") == "max" else "ASC"

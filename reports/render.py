@@ -39,7 +39,9 @@ def overview_html(rows: list[dict]) -> str:
     one = [r["name"] for r in rows if r["seeds"] <= 1]
     note = (f"<p class='note'><b>{html.escape(', '.join(one))}</b>: {ONE_SEED_NOTE}. Add seeds ('seeds: [0, 1, 2]' in "
             "the spec; 'study seeds' says how many) before reading a gain as a recipe effect.</p>") if one else ""
-    return f"<table>{head}{''.join(body)}</table>{note}{left_out}{specs}"
+    subsets = "".join(f"<p class='note'><b>{html.escape(r['name'])}</b>: {html.escape(r['data_subset'])}</p>"
+                      for r in rows if r.get("data_subset"))
+    return f"<table>{head}{''.join(body)}</table>{subsets}{note}{left_out}{specs}"
 
 
 def objective_figure(rows: list[dict], metric: str) -> go.Figure:

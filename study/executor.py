@@ -64,8 +64,9 @@ def device_line(spec: StudySpec) -> str:
     return f"CPU, {threads} thread(s) per trial{note}"
 
 
-def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
-    """Generate the data and fit every teacher the study can sample, once, before any trial."""
+def prepare(spec: StudySpec, base, cache_dir: str, say) -> str:
+    """Generate the data and fit every teacher the study can sample, once, before any trial. Returns
+    the training subset in words (data.options.max_train), or ""."""
     from mmpkd_core.data import load_domain
     from mmpkd_core.teachers import TEACHERS, teacher_outputs
 
@@ -92,6 +93,7 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> None:
                 TEACHERS.get(str(t)), "reads_labels", False) else ""
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
+    return data.subset
 
 
 def check_memory(spec: StudySpec, base, data, say) -> None:
@@ -259,7 +261,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     say(f"device: {device_line(spec)}")
     base = base_config(spec, cache_dir)
     check_tracking(spec, cache_dir, say)  # a tracking URI that cannot be opened stops the study here
-    prepare(spec, base, cache_dir, say)
+    subset = prepare(spec, base, cache_dir, say)
     finished: dict = {}
     if resume:
         finished, killed = store.resume_state(spec.name)
@@ -269,6 +271,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     else:
         store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash(),
                            planned=spec.executor.trials * len(spec.seed_list()))
+    store.set_data_subset(spec.name, subset)
     rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
     rec.finished = len(finished)
     rec.trackers = open_trackers(spec, store, cache_dir, resume, say)

@@ -84,7 +84,7 @@ CREATE OR REPLACE VIEW trial_summary AS
 """
 
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
-ADDED_COLUMNS = [("studies", "slots", "INTEGER"), ("studies", "slot_seconds", "DOUBLE"),
+ADDED_COLUMNS = [("studies", "data_subset", "VARCHAR"), ("studies", "slots", "INTEGER"), ("studies", "slot_seconds", "DOUBLE"),
                  ("studies", "slot_utilisation", "DOUBLE"), ("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
                  ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE"),
                  ("trials", "science_version", "INTEGER"), ("trials", "engine_version", "VARCHAR")]
@@ -260,6 +260,11 @@ class Store:
                 FROM (SELECT coalesce(sum(trial_seconds), 0) AS s FROM trials WHERE study = ?) t
                 WHERE name = ?""", [slots, slots, wall_seconds, name, name])
         self.publish(force=True)
+
+    def set_data_subset(self, name: str, subset: str) -> None:
+        """The training subset the study's data took (data.options.max_train), in words; "" for all."""
+        self.con.execute("UPDATE studies SET data_subset = ? WHERE name = ?", [subset or None, name])
+        self.changed()
 
     def utilisation(self, name: str) -> tuple | None:
         """(slot utilisation, trial seconds, slots, wall seconds) of a finished study, if recorded."""

@@ -137,3 +137,21 @@ def test_report_draws_the_heatmaps_the_user_names(demo_db, tmp_path):
     html = out.read_text()
     assert "Ablation: synthetic_ddsm, teacher x attention_method" in html
     assert "Ablation: synthetic_ddsm, alpha_bin x attention_method" in html
+
+
+def test_overview_says_which_training_subset_and_what_slot_use(demo_db):
+    from reports.render import overview_html
+    from study.store import Store
+
+    store = Store(demo_db)
+    store.set_data_subset("demo", "training subset: 40 of 120 training images (12 of 30 patients)")
+    store.finish_study("demo", "completed", 12.0, slots=1)  # 4 trials + the baseline of 1.0 s each: 5 s over 12 s
+    store.close()
+    c = duckdb.connect(str(demo_db), read_only=True)
+    (row,) = data.overview(c, ["demo"])
+    c.close()
+    assert row["data_subset"] == "training subset: 40 of 120 training images (12 of 30 patients)"
+    assert row["slot_utilisation"] == pytest.approx(5 / 12)
+    page = overview_html([row])
+    assert "<b>demo</b>: training subset: 40 of 120 training images (12 of 30 patients)</p>" in page
+    assert "<td>0.42</td>" in page
