@@ -113,6 +113,19 @@ def demo_db(tmp_path):
 
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to a process's own group (started with start_new_session), SIGKILL if it is still there
+    after 30 s: a test stops exactly what it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+
+
 # A Ray head started before the tests, as a user's own Ray would be: the session fails if any test
 # stopped it (`ray stop` stops every Ray of the user on the machine). Started once, by the process that
 # runs the session (with pytest-xdist, the controller); MMPKD_NO_RAY_SENTINEL=1 skips it.
@@ -144,14 +157,7 @@ def pytest_sessionfinish(session, exitstatus):
         alive = False
     except subprocess.TimeoutExpired:
         alive = True
-    try:  # stopped by its own process group, as every test stops what it started
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
-    except ProcessLookupError:
-        pass
+    stop_group(head)  # by its own process group, as every test stops what it started
     if not alive:
         print("\nerror: the Ray head started before the tests was stopped during them: a test stopped a Ray it "
               "did not start", file=sys.stderr)

@@ -1,7 +1,6 @@
 """`study run --address` joins an existing Ray cluster (a real head started with `ray start` on
 loopback); the database stays with the driver."""
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from conftest import stop_group
 from test_end_to_end import TINY
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -58,13 +58,3 @@ def wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 180) -> No
     raise AssertionError(f"the Ray head did not listen on {port} within {seconds} s")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the head's own process group, SIGKILL if it is still there after 30 s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass

@@ -22,6 +22,22 @@ SPEC = textwrap.dedent("""\
     """)
 
 
+def training(db) -> bool:
+    """A recipe is running after two have completed, in the state the study last published."""
+    from study.store import connect
+
+    try:
+        con = connect(str(db), read_only=True)
+    except Exception:  # between the snapshot's rename and the open: ask again
+        return False
+    try:
+        done, running = con.execute("SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE "
+                                    "status = 'running') FROM trials WHERE NOT is_baseline").fetchone()
+    finally:
+        con.close()
+    return done >= 2 and running > 0
+
+
 def start(tmp_path, cache_dir, *args):
     env = dict(os.environ, MMPKD_CACHE=cache_dir, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=tmp_path, env=env, text=True,
@@ -35,15 +51,18 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     (tmp_path / "s.yaml").write_text(SPEC.format(kind=kind))
     proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
     seen, deadline = [], time.time() + 300
-    while time.time() < deadline:  # wait until two recipes have finished, then kill mid-study
+    while time.time() < deadline:  # wait until two recipes have finished
         line = proc.stdout.readline()
         seen.append(line)
         if sum("trial [" in s for s in seen) >= 2:
             break
-    time.sleep(1.0)  # the next recipes are training now
+    assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
+    # then kill while a recipe trains: the running study's published snapshot says when one does
+    # (trials take about a second here, so a fixed sleep could land between two batches)
+    while time.time() < deadline and not training(tmp_path / "s.duckdb"):
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
 
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
     before = con.execute("SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
