@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# pytest-xdist processes for make test: most tests wait on one single-threaded trial subprocess
+# pytest-xdist processes for make test's first pass: most tests wait on one single-threaded trial subprocess
+# (the second pass is short and shares one data and teacher cache when it runs in one process)
 TEST_WORKERS ?= 2
 
 .PHONY: install run test validate bench clean browser
@@ -25,7 +26,7 @@ run: $(STAMP)
 # only holds for this CPU's kernels fails here too (exit 5, "no tests collected", is not a failure)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not validation"
-	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "trains and not slow" || [ $$? -eq 5 ]
+	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -m "trains and not slow" || [ $$? -eq 5 ]
 
 validate: $(STAMP)
 	$(BIN)/python -m pytest -q -m validation
