@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from study.store import has_column
+
 
 def _rows(con, sql: str, params: list) -> list[dict]:
     cur = con.execute(sql, params)
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
-def _has_column(con, table: str, column: str) -> bool:
-    """A database written before the column was added (opened read-only, so not migrated)."""
-    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
-                            [table, column]).fetchone()[0])
 
 
 def overview(con, names: list[str]) -> list[dict]:
@@ -34,8 +30,8 @@ def overview(con, names: list[str]) -> list[dict]:
                count(DISTINCT t.seed) FILTER (WHERE NOT t.is_baseline) AS seeds
         FROM studies s LEFT JOIN trials t ON t.study = s.name
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""".format(
-        use="s.slot_utilisation" if _has_column(con, "studies", "slot_utilisation") else "NULL",
-        subset="s.data_subset" if _has_column(con, "studies", "data_subset") else "NULL"), [names])
+        use="s.slot_utilisation" if has_column(con, "studies", "slot_utilisation") else "NULL",
+        subset="s.data_subset" if has_column(con, "studies", "data_subset") else "NULL"), [names])
     for r in rows:
         r["spec"] = json.loads(r.pop("spec_json"))
         mode = "DESC" if r["spec"].get("objective", {}).get("mode", "max") == "max" else "ASC"

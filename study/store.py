@@ -378,6 +378,13 @@ class _Transaction:
         return False
 
 
+def has_column(con, table: str, column: str) -> bool:
+    """Whether the database has the column: one written before it was added and opened read-only
+    (so not migrated) has not."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+                            [table, column]).fetchone()[0])
+
+
 def snapshot_path(path: str | Path) -> Path:
     """Where the writer publishes what it has committed, for readers while it holds the file."""
     return Path(f"{path}.snapshot")
@@ -435,8 +442,7 @@ def connect(path: str, read_only: bool = False):
     for table, column, kind in ADDED_COLUMNS:
         con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     for table, old, new in RENAMED_COLUMNS:
-        if con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
-                       [table, old]).fetchone()[0]:
+        if has_column(con, table, old):
             con.execute(f'ALTER TABLE {table} RENAME COLUMN "{old}" TO {new}')
     con.execute(SCHEMA)
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

@@ -113,6 +113,13 @@ def demo_db(tmp_path):
 
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM to a process's own group (started with start_new_session), SIGKILL if it is still there
     after 30 s: a test stops exactly what it started."""
@@ -132,9 +139,7 @@ def stop_group(proc: subprocess.Popen) -> None:
 def pytest_sessionstart(session):
     if hasattr(session.config, "workerinput") or os.environ.get("MMPKD_NO_RAY_SENTINEL"):
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     session.config.ray_sentinel = subprocess.Popen(
         [ray, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=0",

@@ -7,20 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from study.errors import StudyError
 from study.ray_executor import check_address
 
 SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:  # a port nothing listens on: bound, then released
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_address_no_cluster_answers_stops_the_run_at_once(tmp_path):
-    port = closed_port()
+    port = free_port()
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "study.cli", "run", str(SMOKE), "--db", "a.duckdb", "--address",
                           f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -10,16 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import stop_group
+from conftest import free_port, stop_group
 from test_end_to_end import TINY
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.trains
