@@ -48,10 +48,11 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
     return ablation_table(pairs, by, n_boot)
 
 
-def recipe_gains(con, studies: list[str], metric: str | None = None, n_boot: int = 1000) -> pd.DataFrame:
+def recipe_gains(con, studies: list[str], metric: str | None = None, n_boot: int = 1000,
+                 ready_only: bool = False) -> pd.DataFrame:
     """Per recipe x attention method x metric: the gain over the matched baselines inferred over the
-    recipe's seeds (Holm within each metric across the studies given)."""
-    pairs = load_pairs(con, studies, metric, chance=True)
+    recipe's seeds (Holm within each metric across the studies given). ``ready_only``: see ``load_pairs``."""
+    pairs = load_pairs(con, studies, metric, chance=True, ready_only=ready_only)
     tables = []
     for m in sorted(pairs.keys["metric"].unique()):
         rows = np.flatnonzero((pairs.keys["metric"] == m).to_numpy())

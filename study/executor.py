@@ -156,6 +156,8 @@ class Recorder:
         self.best: float | None = None
         self.baseline_keys: set[str] = set()
         self.progress = None  # a live progress line (study.progress.LiveLine) on a terminal, else None
+        self.gains = False  # refresh the gains of the recipes whose baseline has finished, as they finish
+        self.gains_cost, self.gains_at = 0.0, time.perf_counter()
 
     def __getstate__(self):  # Ray Tune pickles callbacks with its state; the console stays behind
         return {**self.__dict__, "say": print, "progress": None}
@@ -218,7 +220,26 @@ class Recorder:
                 if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
                     self.best = value
         self.say(self._line(key, status, results, error, params, eps))
+        if status == "completed":
+            self.refresh_gains()
         self._show()
+
+    def refresh_gains(self, share: float = 0.05) -> None:
+        """The gains of every recipe whose matched baseline has finished, while the study runs: at most
+        ``share`` of the driver's time (the next refresh waits until the last one's cost is that share of
+        the time since); the study's end refreshes them all."""
+        if not self.gains or self.gains_cost > share * (time.perf_counter() - self.gains_at):
+            return
+        from study.gains import refresh_gains
+        from study.stats import PairingError
+
+        t0 = time.perf_counter()
+        try:
+            refresh_gains(self.store, self.study, ready_only=True)
+        except PairingError:  # said, with its fix, by the refresh at the study's end
+            pass
+        self.gains_at = time.perf_counter()
+        self.gains_cost = self.gains_at - t0
 
     def _show(self) -> None:
         if self.progress is not None:
@@ -276,6 +297,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     rec.finished = len(finished)
     rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
     rec.mode, rec.progress = spec.objective.mode, progress  # progress: a live line on a terminal (cli)
+    rec.gains = spec.baselines
     rec._show()
     status = "failed"
     try:
@@ -300,24 +322,63 @@ def slots(spec: StudySpec) -> int:
 
 def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: str, address: str | None,
                 finished: dict) -> None:
-    """Baselines of the spec's own schedule, the sweep, then any baselines the sweep still needs."""
+    """The matched baselines and the sweep, then any baselines the sweep still needs. Under Ray they
+    share one pool: a baseline runs in a slot no recipe can take. The local executor, one trial at a
+    time, runs the spec's baselines first."""
     from mmpkd_core import baseline_config
 
-    if spec.baselines:
-        run_baselines(spec, [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()],
-                      rec, cache_dir, address)
+    own = [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()] if spec.baselines else []
     if spec.executor.kind == "ray":
         from study.ray_executor import run_ray
 
-        run_ray(spec, base, rec, cache_dir, address, finished)
+        queue = (BaselineQueue(base, spec.seed_list(), baselines_to_run(own, rec), rec.store.current_baselines())
+                 if spec.baselines else None)
+        run_ray(spec, base, rec, cache_dir, address, finished, baselines=queue)
     else:
+        run_baselines(spec, own, rec, cache_dir, address)
         run_local(spec, base, rec, finished)
     check_failures(spec, rec)
-    if spec.baselines:  # recipes that sampled the student or schedule need baselines of their own
+    if spec.baselines:  # a baseline that failed, or recipes of the local executor that sampled the schedule
         run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
         from study.gains import refresh_gains
 
         refresh_gains(store, spec.name)
+
+
+class BaselineQueue:
+    """The matched baselines still to run in the Ray pool: the spec's own, then one for each recipe
+    whose student or schedule has no stored (or queued) baseline yet."""
+
+    def __init__(self, base, seeds: list[int], todo: list, stored: set[str] = frozenset()):
+        self.base, self.seeds, self.todo = base, seeds, list(todo)
+        self.known: set[str] = {c.config_hash() for c in todo} | set(stored)  # queued, or stored by this engine
+
+    def for_recipe(self, params: dict) -> None:
+        from mmpkd_core import baseline_config
+
+        for seed in ([params["seed"]] if "seed" in params else self.seeds):
+            b = baseline_config(self.base.with_params({**params, "seed": seed}))
+            h = b.config_hash()
+            if h not in self.known:
+                self.known.add(h)
+                self.todo.append(b)
+
+
+def baselines_to_run(configs: list, rec: Recorder) -> list:
+    """The baselines among ``configs`` not yet stored by this science version (by any study in this
+    database), each said once."""
+    from mmpkd_core.version import SCIENCE_VERSION, describe
+
+    done = rec.store.completed_baselines(SCIENCE_VERSION)
+    todo = [c for c in {c.config_hash(): c for c in configs}.values() if SCIENCE_VERSION not in done.get(c.config_hash(), ())]
+    for c in todo:
+        for v in sorted(done.get(c.config_hash(), ()), key=str):
+            rec.say(f"baseline for seed {c.seed} made by {describe(v)}; this engine is science version "
+                    f"{SCIENCE_VERSION}: running it again")
+    if configs:
+        rec.say(f"baselines: running {len(todo)} (reused: {len(configs) - len(todo)})" if todo else
+                f"baselines: {len(configs)} reused from the database")
+    return todo
 
 
 def _session(spec: StudySpec, address: str | None):
@@ -350,23 +411,14 @@ def missing_baselines(store: Store, study: str) -> list:
 
 def run_baselines(spec: StudySpec, configs: list, rec: Recorder, cache_dir: str, address: str | None) -> None:
     """Run the baselines not yet stored (by any study in this database)."""
-    from mmpkd_core.version import SCIENCE_VERSION, describe
-
-    done = rec.store.completed_baselines(SCIENCE_VERSION)
-    todo = [c for c in {c.config_hash(): c for c in configs}.values() if SCIENCE_VERSION not in done.get(c.config_hash(), ())]
-    for c in todo:
-        for v in sorted(done.get(c.config_hash(), ()), key=str):
-            rec.say(f"baseline for seed {c.seed} made by {describe(v)}; this engine is science version "
-                    f"{SCIENCE_VERSION}: running it again")
+    todo = baselines_to_run(configs, rec)
     if not todo:
-        if configs:
-            rec.say(f"baselines: {len(configs)} reused from the database")
         return
-    rec.say(f"baselines: running {len(todo)} (reused: {len(configs) - len(todo)})")
     if spec.executor.kind == "ray":
-        from study.ray_executor import run_ray_baselines
+        from study.ray_executor import run_ray
 
-        run_ray_baselines(spec, todo, rec, cache_dir, address)
+        run_ray(spec, rec.base, rec, cache_dir, address, baselines=BaselineQueue(rec.base, [], todo), recipes=False,
+                name=f"{spec.name}-baselines")
         return
     from mmpkd_core import run_trial
 
@@ -464,6 +516,23 @@ def check_replay(number: int, sampled: dict, stored: dict) -> None:
                          "Use --replace to start over.")
 
 
+def startup_trials(spec: StudySpec) -> int:
+    """TPE's start-up trials: sampled at random, whatever the results told so far."""
+    return min(10, max(2, spec.executor.trials // 2))
+
+
+def first_batch(spec: StudySpec) -> int:
+    """The recipes handed out before any result is told: a fixed design's every recipe, or TPE's
+    start-up trials rounded up to whole batches (these are drawn at random, so telling results
+    between them would change nothing: the sequence is the one batches of ``sample_batch`` give)."""
+    ex = spec.executor
+    if spec.recipes is not None:
+        return max(ex.sample_batch, ex.trials)
+    if ex.sampler == "tpe":
+        return -(-startup_trials(spec) // ex.sample_batch) * ex.sample_batch
+    return ex.sample_batch
+
+
 def sampler(spec: StudySpec):
     import optuna
 
@@ -472,8 +541,7 @@ def sampler(spec: StudySpec):
     if spec.executor.sampler == "grid":
         space = {k: v.choices for k, v in spec.dims().items()}
         return optuna.samplers.GridSampler(space, seed=spec.executor.seed)
-    n = spec.executor.trials
-    return optuna.samplers.TPESampler(seed=spec.executor.seed, n_startup_trials=min(10, max(2, n // 2)))
+    return optuna.samplers.TPESampler(seed=spec.executor.seed, n_startup_trials=startup_trials(spec))
 
 
 def _error_text(err: BaseException) -> str:

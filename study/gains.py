@@ -72,12 +72,21 @@ ORDER BY t.study, t.trial_id, tg.method, tg.metric
 """
 
 
-def load_pairs(con, studies: list[str], metric: str | None = None, chance: bool = False) -> Pairs:
+READY = """EXISTS (SELECT 1 FROM trials rt JOIN trials rb ON rb.config_hash = rt.baseline_key AND rb.is_baseline
+                AND rb.status = 'completed' AND rb.science_version IS NOT DISTINCT FROM rt.science_version
+                WHERE rt.study = l.study AND rt.trial_id = l.trial_id)"""
+
+
+def load_pairs(con, studies: list[str], metric: str | None = None, chance: bool = False,
+               ready_only: bool = False) -> Pairs:
     """Every comparison's per-image scores and its matched baseline's, as arrays: the database groups
     each (trial, method, metric) into one ordered list and hands them over as Arrow, so no Python
     object is made per image. A trial image without its baseline score (or the reverse) is an error,
-    never a silent drop."""
+    never a silent drop. ``ready_only`` (a study still running): only the trials whose baseline has
+    finished."""
     where, params = "list_contains($studies, l.study)", {"studies": studies}
+    if ready_only:
+        where += f" AND {READY}"
     if metric:
         where += " AND l.metric = $metric"
         params["metric"] = metric
@@ -140,11 +149,11 @@ def _nanmean(x: np.ndarray, axis=None):
         return np.nanmean(x, axis=axis)
 
 
-def trial_gains(con, studies: list[str], n_boot: int = 1000) -> pd.DataFrame:
+def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = False) -> pd.DataFrame:
     """Per trained model (trial) x method x metric: mean gain over its test images, and how sure we
     are about *this model on this test set* (``model_``: image bootstrap, paired image test, Holm
     within each (study, metric)). Not a recipe effect: that is ``study.ablation.recipe_gains``."""
-    pairs = load_pairs(con, studies)
+    pairs = load_pairs(con, studies, ready_only=ready_only)
     out = pairs.keys.copy()
     if out.empty:
         return pd.DataFrame(columns=GAINS_COLUMNS)
@@ -187,13 +196,15 @@ def two_level_draws(d: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     return _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
 
 
-def refresh_gains(store, study: str, n_boot: int = 1000) -> int:
+def refresh_gains(store, study: str, n_boot: int = 1000, ready_only: bool = False) -> int:
     """Recompute the study's rows of the ``gains`` table (per trained model) and of ``recipe_gains``
-    (per recipe, inferred over its seeds), in one transaction; returns the ``gains`` row count."""
+    (per recipe, inferred over its seeds), in one transaction; returns the ``gains`` row count.
+    ``ready_only``: while the study runs, the trials whose baseline has finished."""
     from study.ablation import RECIPE_GAINS_COLUMNS, recipe_gains
 
-    g = trial_gains(store.con, [study], n_boot=n_boot)
-    r = recipe_gains(store.con, [study], n_boot=n_boot) if len(g) else pd.DataFrame(columns=RECIPE_GAINS_COLUMNS)
+    g = trial_gains(store.con, [study], n_boot=n_boot, ready_only=ready_only)
+    r = (recipe_gains(store.con, [study], n_boot=n_boot, ready_only=ready_only) if len(g)
+         else pd.DataFrame(columns=RECIPE_GAINS_COLUMNS))
     with store.transaction():
         store.con.execute("DELETE FROM gains WHERE study = ?", [study])
         store.con.execute("DELETE FROM recipe_gains WHERE study = ?", [study])

@@ -12,40 +12,28 @@ QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISAB
              "RAY_TRAIN_V2_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
 
 
-def ray_recipe(config: dict, base: dict, seeds: list[int]) -> None:
-    """Runs in a Ray worker: one recipe under every seed, each epoch reported to the driver."""
+def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
+    """Runs in a Ray worker: a recipe under every seed, or one matched baseline (``_baseline``: its whole
+    config), each epoch reported to the driver. Baselines and recipes share one pool of workers."""
     from ray import tune
 
     from mmpkd_core import TrialConfig, run_recipe
-
     from study.executor import _error_text
-
     from study.tracking import with_test_means
 
-    config = {k: v for k, v in config.items() if k != "_recipe"}
-    cfg = TrialConfig.from_dict(base).with_params(config)
+    if "_baseline" in config:
+        cfg, seeds = TrialConfig.from_dict(config["_baseline"]), None
+    else:
+        config = {k: v for k, v in config.items() if k != "_recipe"}
+        cfg = TrialConfig.from_dict(base).with_params(config)
+        seeds = [config["seed"]] if "seed" in config else seeds
     try:  # the last report also carries the test means, flat, for the logger callbacks
-        run_recipe(cfg, [config["seed"]] if "seed" in config else seeds,
-                   report=lambda row: tune.report(with_test_means(row)))
+        run_recipe(cfg, seeds or [cfg.seed], report=lambda row: tune.report(with_test_means(row)))
     except Exception as err:  # reported, not raised: the driver records the exact error; the study goes on
         tune.report({"val_objective": float("nan"), "error": _error_text(err)})
 
 
-def ray_baseline(config: dict) -> None:
-    from ray import tune
-
-    from mmpkd_core import TrialConfig, run_trial
-
-    from study.executor import _error_text
-    from study.tracking import with_test_means
-
-    try:
-        run_trial(TrialConfig.from_dict(config["cfg"]), report=lambda row: tune.report(with_test_means(row)))
-    except Exception as err:
-        tune.report({"val_objective": float("nan"), "error": _error_text(err)})
-
-
-def _callback(rec, baselines: bool):
+def _callback(rec):
     from ray import tune
 
     from mmpkd_core import TrialConfig
@@ -54,8 +42,8 @@ def _callback(rec, baselines: bool):
         """Driver-side: every trial event goes through the Recorder into the store."""
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            if baselines:
-                rec.start(trial.trial_id, {}, baseline_of=TrialConfig.from_dict(trial.config["cfg"]))
+            if "_baseline" in trial.config:
+                rec.start(trial.trial_id, {}, baseline_of=TrialConfig.from_dict(trial.config["_baseline"]))
             else:
                 rec.start(trial.trial_id, params(trial), number=trial.config["_recipe"])
 
@@ -68,15 +56,16 @@ def _callback(rec, baselines: bool):
         def on_trial_complete(self, iteration, trials, trial, **info):
             last = trial.last_result or {}
             status = "failed" if "error" in last else "completed" if "results" in last else "pruned"
-            rec.finish(trial.trial_id, status, last.get("results"), error=last.get("error"),
-                       params=None if baselines else params(trial))
+            rec.finish(trial.trial_id, status, last.get("results"), error=last.get("error"), params=params(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             err = trial.get_error() if hasattr(trial, "get_error") else None
             text = str(err).strip() if err is not None else "trial raised (see the Ray log)"
-            rec.finish(trial.trial_id, "failed", error=text, params=None if baselines else params(trial))
+            rec.finish(trial.trial_id, "failed", error=text, params=params(trial))
 
-    def params(trial) -> dict:
+    def params(trial) -> dict | None:  # None: a baseline
+        if "_baseline" in trial.config:
+            return None
         return {k: v for k, v in trial.config.items() if k != "_recipe"}
 
     return StoreCallback()
@@ -136,32 +125,63 @@ def _resources(spec: StudySpec) -> dict:
     return {"cpu": spec.executor.resources.cpu, "gpu": spec.executor.resources.gpu}
 
 
-def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None, finished: dict | None = None) -> None:
+def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None, finished: dict | None = None,
+            baselines=None, recipes: bool = True, name: str | None = None) -> None:
+    """One Tuner, one pool of workers: the recipes (``recipes``) and the matched baselines they need
+    (``baselines``, a ``study.executor.BaselineQueue``) run side by side. A baseline takes a slot that
+    no recipe can take (the sampler waiting for a batch's results, or every recipe handed out);
+    ASHA judges the recipes only."""
     from ray import tune
 
     from study.tracking import ray_callbacks
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
     ex = spec.executor
     with ray_session(spec, address):
-        metric, mode = "val_objective", spec.objective.mode
-        search = searcher(spec, finished)
-        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=spec.student.epochs,
-                                   grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
-                     if spec.scheduler() == "asha" else FIFOScheduler())
+        search = searcher(spec, finished, baselines=baselines, recipes=recipes, base=base)
+        scheduler = recipe_scheduler(spec)
         if finished and spec.scheduler() == "asha":
-            replay_rungs(scheduler, finished, mode)
-        trainable = tune.with_parameters(ray_recipe, base=base.to_dict(), seeds=spec.seed_list())
+            replay_rungs(scheduler, finished, spec.objective.mode)
+        trainable = tune.with_parameters(ray_trial, base=base.to_dict(), seeds=spec.seed_list())
         tuner = tune.Tuner(
             tune.with_resources(trainable, _resources(spec)),
-            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric=metric, mode=mode,
-                                        num_samples=ex.trials - len(finished or {}),
-                                        max_concurrent_trials=min(ex.max_concurrent, ex.sample_batch),
-                                        reuse_actors=True),
-            run_config=tune.RunConfig(name=spec.name, storage_path=storage(spec, cache_dir),
-                                      verbose=0, callbacks=[_callback(rec, baselines=False), *ray_callbacks(spec)],
+            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric="val_objective",
+                                        mode=spec.objective.mode, num_samples=-1,  # the searcher says when
+                                        max_concurrent_trials=ex.max_concurrent, reuse_actors=True),
+            run_config=tune.RunConfig(name=name or spec.name, storage_path=storage(spec, cache_dir),
+                                      verbose=0, callbacks=[_callback(rec), *ray_callbacks(spec)],
                                       stop=_failure_stopper(rec, ex.max_failures)),
         )
         tuner.fit()
+
+
+def recipe_scheduler(spec: StudySpec):
+    """ASHA over the recipes (a baseline in the same pool is never ranked nor stopped), or FIFO."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if spec.scheduler() != "asha":
+        return FIFOScheduler()
+
+    class RecipeASHA(ASHAScheduler):
+        def on_trial_add(self, tune_controller, trial):
+            if "_baseline" not in trial.config:
+                super().on_trial_add(tune_controller, trial)
+
+        def on_trial_result(self, tune_controller, trial, result):
+            if "_baseline" in trial.config:
+                return TrialScheduler.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+        def on_trial_complete(self, tune_controller, trial, result):
+            if "_baseline" not in trial.config:
+                super().on_trial_complete(tune_controller, trial, result)
+
+        def on_trial_remove(self, tune_controller, trial):
+            if "_baseline" not in trial.config:
+                super().on_trial_remove(tune_controller, trial)
+
+    ex = spec.executor
+    return RecipeASHA(time_attr="training_iteration", max_t=spec.student.epochs,
+                      grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
 
 
 def replay_rungs(scheduler, finished: dict, mode: str) -> None:
@@ -181,44 +201,58 @@ def replay_rungs(scheduler, finished: dict, mode: str) -> None:
                 bracket.on_result(ghost, epoch, sign * value)
 
 
-def searcher(spec: StudySpec, finished: dict | None = None):
+def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, recipes: bool = True, base=None):
     """OptunaSearch (seeded TPE) in fixed batches, so that the sequence of sampled recipes does not
     depend on how many trials run at once or in which order they finish. ``finished`` (resuming):
-    recipe number -> stored outcome, replayed into the sampler before any new suggestion."""
+    recipe number -> stored outcome, replayed into the sampler before any new suggestion.
+    ``baselines``: a ``study.executor.BaselineQueue`` handed out where no recipe can be."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from study.executor import sampler
+    from study.executor import first_batch, sampler
     from study.space import define_by_run
 
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
                           sampler=sampler(spec), points_to_evaluate=spec.recipes or None)
-    batched = _batched(search, spec.executor.sample_batch, spec.executor.trials)
+    ex = spec.executor
+    batched = _batched(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines)
     if finished:
         batched.replay(finished)
     return batched
 
 
-def _batched(inner, batch: int, total: int):
+def _batched(inner, batch: int, total: int, first: int | None = None, baselines=None):
     import pickle
 
     from ray.tune.search import Searcher
 
     class BatchedSearch(Searcher):
-        """Suggestions in fixed batches of ``batch``: batch k is sampled only after every trial of
-        batches < k has finished, and their results are told in the order they were suggested.
-        (Ray's ConcurrencyLimiter(batch=True) closes a batch whenever its live trials finish, so its
-        batches depend on timing.)"""
+        """Suggestions in fixed batches: the first of ``first`` recipes (the sampler's draws that learn
+        nothing from results: TPE's start-up trials, a fixed design's every recipe), then of ``batch``;
+        a batch is sampled only after every trial of the batches before it has finished, and their
+        results are told in the order they were suggested. (Ray's ConcurrencyLimiter(batch=True)
+        closes a batch whenever its live trials finish, so its batches depend on timing.) A slot that
+        no recipe can take goes to the next matched baseline still to run."""
 
         def __init__(self):
             super().__init__(metric=inner.metric, mode=inner.mode)
             self.inner, self.batch, self.total = inner, batch, total
+            self.first = max(batch, first or batch)
+            self.baselines = baselines
             self.issued = 0
+            self.end = 0  # the open batch: recipes numbered below this may be handed out
             self.current: dict[str, tuple | None] = {}  # trial id -> (result, error) once finished
             self.pending: list[tuple[str, dict, int]] = []  # replayed suggestions still to run
             self.alias: dict[str, str] = {}  # Tune trial id -> the id the inner searcher knows it by
+            self.baseline_ids: set[str] = set()
 
         def set_search_properties(self, metric, mode, config, **spec):
             return self.inner.set_search_properties(metric, mode, config, **spec)
+
+        def batch_end(self) -> int:
+            """How many recipes may be handed out before the open batch's results are told."""
+            if self.issued < self.first:
+                return self.first
+            return self.first + ((self.issued - self.first) // self.batch + 1) * self.batch
 
         def replay(self, finished: dict) -> None:
             """Re-ask the seeded sampler for every recipe up to the last stored one: finished recipes
@@ -226,6 +260,8 @@ def _batched(inner, batch: int, total: int):
             from study.executor import check_replay
 
             for n in range(max(finished) + 1 if finished else 0):
+                if not self.current:
+                    self.end = min(self.batch_end(), self.total)
                 fid = f"replay-{n}"
                 cfg = self.inner.suggest(fid)
                 self.current[fid] = None
@@ -242,25 +278,37 @@ def _batched(inner, batch: int, total: int):
             if self.pending:
                 fid, cfg, n = self.pending.pop(0)
                 self.alias[trial_id] = fid
-                return {**cfg, "_recipe": n}
-            if len(self.current) >= self.batch or self.issued >= self.total:
-                return None
-            cfg = self.inner.suggest(trial_id)
-            if cfg not in (None, Searcher.FINISHED):
-                self.current[trial_id] = None
-                self.issued += 1
-                cfg = {**cfg, "_recipe": self.issued - 1}
+                return self._with_baselines({**cfg, "_recipe": n})
+            if not self.current:
+                self.end = min(self.batch_end(), self.total)
+            if self.issued < self.end:
+                cfg = self.inner.suggest(trial_id)
+                if cfg not in (None, Searcher.FINISHED):
+                    self.current[trial_id] = None
+                    self.issued += 1
+                    return self._with_baselines({**cfg, "_recipe": self.issued - 1})
+            if self.baselines is not None and self.baselines.todo:
+                self.baseline_ids.add(trial_id)
+                return {"_baseline": self.baselines.todo.pop(0).to_dict()}
+            if self.issued >= self.total and not self.pending:
+                return Searcher.FINISHED
+            return None
+
+        def _with_baselines(self, cfg: dict) -> dict:
+            if self.baselines is not None:  # a recipe that samples the student's schedule needs its own
+                self.baselines.for_recipe({k: v for k, v in cfg.items() if k != "_recipe"})
             return cfg
 
         def on_trial_result(self, trial_id, result):
-            self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
+            if trial_id not in self.baseline_ids:
+                self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             trial_id = self.alias.get(trial_id, trial_id)
             if trial_id not in self.current:
                 return
             self.current[trial_id] = (result, error)
-            full = len(self.current) == self.batch or self.issued >= self.total
+            full = self.issued >= self.end  # every recipe of the open batch handed out
             if full and all(v is not None for v in self.current.values()):
                 for tid, (res, err) in self.current.items():  # in the order suggested
                     self.inner.on_trial_complete(tid, result=res, error=err)
@@ -288,19 +336,3 @@ def _failure_stopper(rec, limit: int | None):
             return limit is not None and len(rec.failed) > limit
 
     return TooManyFailures()
-
-
-def run_ray_baselines(spec: StudySpec, configs: list, rec, cache_dir: str, address: str | None = None) -> None:
-    from ray import tune
-
-    from study.tracking import ray_callbacks
-
-    with ray_session(spec, address):
-        tuner = tune.Tuner(
-            tune.with_resources(ray_baseline, _resources(spec)),
-            param_space={"cfg": tune.grid_search([c.to_dict() for c in configs])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=spec.executor.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name=f"{spec.name}-baselines", storage_path=storage(spec, cache_dir),
-                                      verbose=0, callbacks=[_callback(rec, baselines=True), *ray_callbacks(spec)]),
-        )
-        tuner.fit()

@@ -305,6 +305,12 @@ class Store:
             out.setdefault(h, set()).add(v)
         return out
 
+    def current_baselines(self) -> set[str]:
+        """Config hashes of the baselines this engine's science version has completed."""
+        from mmpkd_core.version import SCIENCE_VERSION
+
+        return {h for h, vs in self.completed_baselines(SCIENCE_VERSION).items() if SCIENCE_VERSION in vs}
+
     def science_versions(self, study: str) -> set:
         """The science versions the study's trials were made by."""
         return {r[0] for r in self.con.execute("SELECT DISTINCT science_version FROM trials WHERE study = ?",

@@ -1,6 +1,8 @@
 """The sequence of sampled recipes must not depend on concurrency or completion order."""
 import random
 
+from ray.tune.search import Searcher
+
 from study.ray_executor import searcher
 from study.spec import spec_from_dict
 
@@ -11,9 +13,12 @@ SPEC = {"name": "r", "domain": "synthetic_ddsm",
         "executor": {"trials": 12, "sample_batch": 3, "seed": 5}}
 
 
-def simulate(concurrency: int, shuffle_seed: int) -> list[dict]:
-    """Drive the searcher as Tune does: at most ``concurrency`` running, completing in random order."""
+def simulate(concurrency: int, shuffle_seed: int, first: int | None = None) -> list[dict]:
+    """Drive the searcher as Tune does: at most ``concurrency`` running, completing in random order.
+    ``first``: the size of the first batch, in place of the engine's own choice."""
     search = searcher(spec_from_dict(SPEC))
+    if first is not None:
+        search.first = first
     rng = random.Random(shuffle_seed)
     sampled, running, n = [], [], 0
     while len(sampled) < 12 or running:
@@ -35,3 +40,51 @@ def test_same_recipes_whatever_the_concurrency_and_completion_order():
     assert len(reference) == 12 and len({round(r["alpha"], 12) for r in reference}) == 12
     for concurrency, order in [(2, 1), (3, 2), (3, 3)]:
         assert simulate(concurrency, order) == reference
+
+
+def test_tpe_start_up_trials_are_handed_out_at_once_and_sample_the_same_recipes():
+    """TPE's start-up trials are drawn at random whatever the results, so the engine hands out all of them
+    (6 of 12 trials, rounded up to whole batches of 3) before any result is told: the same sequence as
+    batches of 3 each waiting for the one before, without the slots idling at each batch's end."""
+    search = searcher(spec_from_dict(SPEC))
+    assert search.first == 6
+    handed = [search.suggest(f"t{i}") for i in range(7)]
+    assert all(c is not None for c in handed[:6]) and handed[6] is None  # the 7th waits for the first 6
+    for concurrency, order in [(1, 0), (3, 1), (6, 2)]:
+        assert simulate(concurrency, order) == simulate(concurrency, order, first=3)
+
+
+def test_baselines_take_the_slots_no_recipe_can_take():
+    """The matched baselines run in the recipes' pool: a baseline is handed out when the sampler waits for a
+    batch's results, a recipe that samples the schedule queues a baseline of its own, and the searcher says
+    it has finished once every recipe and baseline is out."""
+    from mmpkd_core import DataConfig, StudentConfig, TrialConfig, baseline_config
+    from study.executor import BaselineQueue
+
+    base = TrialConfig(domain="synthetic_ddsm", data=DataConfig(), student=StudentConfig(epochs=2), teacher="mlp",
+                       seed=0)
+    own = [baseline_config(base.with_params({"seed": s})) for s in (0, 1)]
+    spec = spec_from_dict({**SPEC, "search_space": {**SPEC["search_space"],
+                                                     "lr": {"type": "categorical", "choices": [0.001, 0.01]}},
+                           "executor": {"trials": 4, "sample_batch": 2, "seed": 0}, "seeds": [0, 1]})
+    queue = BaselineQueue(base, [0, 1], own[:1], stored={own[1].config_hash()})  # seed 1's is stored already
+    search = searcher(spec, baselines=queue)
+    assert search.first == 2  # TPE's 2 start-up trials of 4
+    out = [search.suggest(f"t{i}") for i in range(3)]
+    assert [("_recipe" in c) for c in out] == [True, True, False]
+    assert out[2]["_baseline"]["seed"] == 0 and out[2]["_baseline"]["alpha"] == 0.0  # the spec's own, seed 0
+    # each recipe's lr differs from the base schedule unless it is the base's: a baseline per (lr, seed) not stored
+    wanted = {baseline_config(base.with_params({"lr": c["lr"], "seed": s})).config_hash()
+              for c in out[:2] for s in (0, 1)} - {own[0].config_hash(), own[1].config_hash()}
+    assert {b.config_hash() for b in queue.todo} == wanted
+    extra = [search.suggest(f"b{i}") for i in range(len(wanted))]
+    assert all("_baseline" in c for c in extra) and search.suggest("x") is None  # waits for the recipes' results
+    for i in range(2):
+        search.on_trial_complete(f"t{i}", {"val_objective": 0.5})
+    for tid in ["t2", *(f"b{i}" for i in range(len(wanted)))]:  # baselines are never told to the sampler
+        search.on_trial_complete(tid, {"val_objective": 0.1})
+    later = [search.suggest(f"u{i}") for i in range(2)]
+    assert [c["_recipe"] for c in later] == [2, 3]
+    while queue.todo:
+        assert "_baseline" in search.suggest("more")
+    assert search.suggest("end") == Searcher.FINISHED
