@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> str:
     seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else spec.seed_list()
     for t in teachers:
         for seed in seeds:
-            out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir, json.loads(base.teacher_options))
+            with torch_threads(base.threads):
+                out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir,
+                                      json.loads(base.teacher_options))
             note = " (a control that reads the labels: not a measure of skill)" if getattr(
                 TEACHERS.get(str(t)), "reads_labels", False) else ""
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
@@ -96,18 +99,31 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> str:
     return data.subset
 
 
+@contextmanager
+def torch_threads(n: int):
+    """Teachers fit in the driver with a trial's threads (``executor.resources.cpu``), not one per core:
+    a small fit spread over every core of a busy machine waits on its own threads (the mlp teacher of
+    search_spaces/ddsm.yaml: 165 s at torch's default against 3 s at one thread, measured on 2 loaded
+    cores), and its numbers then depend on the machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def check_memory(spec: StudySpec, base, data, say) -> None:
     """Before any training: each trial's memory (mmpkd_core.memory) times the trials that run at once on
     this node, against what it has; one line naming the numbers and the knob if they cannot fit."""
-    import os
-
     import torch
 
     from mmpkd_core.memory import check
 
     res = spec.executor.resources
-    at_once = 1 if spec.executor.kind == "local" else max(1, min(spec.executor.max_concurrent,
-                                                                 int((os.cpu_count() or 1) // res.cpu) or 1))
+    at_once = slots(spec)
     seeds = 1 if "seed" in spec.dims() else len(spec.seed_list())  # seeds of a recipe train in one process
     gpu = res.gpu if res.gpu > 0 and torch.cuda.is_available() else None
     est, problem = check(base, data, at_once, seeds, gpu_share=gpu)
@@ -310,14 +326,20 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     finally:
         before = (store.study_row(spec.name)["wall_seconds"] or 0.0) if resume else 0.0
         wall = time.perf_counter() - t0 + before
-        store.finish_study(spec.name, status, wall, slots=slots(spec))
+        store.finish_study(spec.name, status, wall, slots=slots(spec, address))
     return summarize(store, spec.name, wall, spec.objective.mode)
 
 
-def slots(spec: StudySpec) -> int:
-    """How many trials the executor runs at once: the denominator of slot utilisation."""
+def slots(spec: StudySpec, address: str | None = None) -> int:
+    """How many trials run at once: the local executor's one, or Ray's ``max_concurrent`` as far as this
+    machine's cores allow (on a cluster, ``--address``, as many as asked). The denominator of slot
+    utilisation and the multiplier of the memory check."""
+    import os
+
     ex = spec.executor
-    return min(ex.max_concurrent, ex.sample_batch) if ex.kind == "ray" else 1
+    if ex.kind == "local":
+        return 1
+    return ex.max_concurrent if address else max(1, min(ex.max_concurrent, int((os.cpu_count() or 1) // ex.resources.cpu)))
 
 
 def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: str, address: str | None,

@@ -56,3 +56,44 @@ def test_slot_utilisation_counts_every_trial_that_ran_over_slots_times_wall(tmp_
     store.finish_study("u", "completed", 50.0, slots=2)
     assert store.utilisation("u") == (0.6, 60.0, 2, 50.0)  # 60 s of trials over 2 slots x 50 s
     store.close()
+
+
+def test_gains_are_written_as_recipes_and_their_baselines_finish(tmp_path, monkeypatch):
+    """While a study runs, a recipe's gains are written once it and its baseline have finished; a recipe
+    whose baseline is still running waits (at the study's end it would be an error); the refreshes take at
+    most 5% of the driver's time."""
+    import numpy as np
+    import pytest
+
+    from conftest import config, result, scores
+    from study.gains import refresh_gains
+    from study.stats import PairingError
+
+    rng = np.random.default_rng(0)
+    store = Store(tmp_path / "g.duckdb")
+    store.create_study("g", "synthetic_ddsm", "{}", "h")
+    base = scores(rng, {})
+    store.trial_started("g", "baseline-b0", None, config("none", 0.0), {}, "b0", None)
+    store.trial_finished("g", "baseline-b0", "completed", [], result(0, base))
+    for tid, key in (("0000", "b0"), ("0001", "b1")):  # b1: that baseline has not finished
+        store.trial_started("g", tid, int(tid), config("mlp", 0.5), {}, f"h{tid}", key)
+        store.trial_finished("g", tid, "completed", [], result(0, scores(rng, {"rollout": 0.2})))
+    assert refresh_gains(store, "g", n_boot=50, ready_only=True) == 4  # trial 0000: 2 methods x 2 metrics
+    assert store.con.execute("SELECT DISTINCT trial_id FROM gains").fetchall() == [("0000",)]
+    with pytest.raises(PairingError, match="0001"):
+        refresh_gains(store, "g", n_boot=50)
+
+    clock = [100.0]
+    monkeypatch.setattr("study.executor.time.perf_counter", lambda: clock[0])
+    calls = []
+    monkeypatch.setattr("study.gains.refresh_gains", lambda *a, **k: (calls.append(k), clock.__setitem__(0, clock[0] + 2)))
+    rec = Recorder(store, "g", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=2, seeds=[0])
+    rec.gains = True
+    clock[0] = 200.0
+    rec.refresh_gains()  # costs 2 s of the clock
+    clock[0] = 230.0  # 28 s later: 2 s is 7% of that, over the 5%
+    rec.refresh_gains()
+    clock[0] = 250.0  # 48 s later: 4%
+    rec.refresh_gains()
+    assert calls == [{"ready_only": True}, {"ready_only": True}]
+    store.close()
