@@ -157,7 +157,8 @@ def control_of(teacher: str, present: set[str]) -> str | None:
     smoothing if the study ran it, else plain label smoothing, else self-distillation."""
     from mmpkd_core.teachers import TEACHERS
 
-    if teacher not in TEACHERS or TEACHERS.get(teacher).modality == "any" or hasattr(TEACHERS.get(teacher), "reference"):
+    cls = TEACHERS.get(teacher) if teacher in TEACHERS else None
+    if cls is None or cls.modality == "any" or cls.reference is not None:
         return None
     return next((c for c in (f"matched_{teacher}", "label_smoothing", "image_self") if c in present), None)
 

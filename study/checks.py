@@ -98,7 +98,7 @@ def check_spec(spec: StudySpec) -> None:
         _check_teacher_options(name, TEACHERS.get(name), opts)
     chosen = dims["teacher"].choices if "teacher" in dims else [spec.recipe.teacher] if spec.recipe.teacher else []
     for t in chosen:
-        name = getattr(TEACHERS.get(str(t)), "reference", str(t))  # a matched control reads its reference's options
+        name = TEACHERS.get(str(t)).reference or str(t)  # a matched control reads its reference's options
         if TEACHERS.get(name).Options is not None and name not in spec.teacher_options:
             _check_teacher_options(name, TEACHERS.get(name), {})  # required options missing
     for i, m in enumerate(spec.evaluation.methods):

@@ -92,8 +92,7 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> str:
             with torch_threads(base.threads):
                 out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir,
                                       json.loads(base.teacher_options))
-            note = " (a control that reads the labels: not a measure of skill)" if getattr(
-                TEACHERS.get(str(t)), "reads_labels", False) else ""
+            note = " (a control that reads the labels: not a measure of skill)" if TEACHERS.get(str(t)).reads_labels else ""
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
     return data.subset

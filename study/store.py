@@ -411,11 +411,13 @@ def _snapshot_note(con, snap: Path) -> str:
     rows = con.execute("""
         SELECT s.name, any_value(s.planned_trials),
                count(t.trial_id) FILTER (WHERE t.status NOT IN ('running') AND NOT t.is_baseline),
-               count(t.trial_id) FILTER (WHERE t.status = 'running')
+               count(t.trial_id) FILTER (WHERE t.status = 'running' AND NOT t.is_baseline),
+               count(t.trial_id) FILTER (WHERE t.status = 'running' AND t.is_baseline)
         FROM studies s LEFT JOIN trials t ON t.study = s.name
         WHERE s.status = 'running' GROUP BY s.name ORDER BY s.name""").fetchall()
-    parts = [f"{name}: {done} of {planned if planned is not None else '?'} trials ({running} running)"
-             for name, planned, done, running in rows]
+    parts = [f"{name}: {done} of {planned if planned is not None else '?'} trials ({running} running"
+             + (f", {base} baseline{'s' if base > 1 else ''} beside them)" if base else ")")
+             for name, planned, done, running, base in rows]
     return (f"as of {stamp} ({age:.0f} s ago): {'; '.join(parts) or 'no study running'} -- the database is held "
             f"by a running study; this is the last state it published ({snap.name})")
 

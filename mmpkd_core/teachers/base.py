@@ -39,6 +39,8 @@ class Teacher(ABC):
 
     modality: ClassVar[str]  # "text" | "tabular" | "any" (a control that reads no privileged modality)
     folds: ClassVar[int] = 5  # cross-fitting folds for the training images' logits; 0: none
+    reads_labels: ClassVar[bool] = False  # a control whose outputs read the labels: its AUROC is no measure of skill
+    reference: ClassVar[str | None] = None  # a matched control: the privileged teacher whose confidence it copies
     Options: ClassVar[type | None] = None  # a pydantic model of the teacher's ``teacher_options`` entry
 
     def __init__(self, seed: int, options: dict | None = None, cache_dir=None):
@@ -110,7 +112,7 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options:
 
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_options: dict | None = None) -> str:
     cls = TEACHERS.get(name)
-    reference = getattr(cls, "reference", None)
+    reference = cls.reference
     options = (all_options or {}).get(name, {})
     blob = {"teacher": name, "domain": domain, "data": data_cfg.key(domain), "seed": seed, "crossfit": cls.folds,
             "reference": reference and teacher_key(reference, domain, data_cfg, seed, all_options)}
@@ -146,7 +148,7 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
         if cls.modality not in ("any", data.modality):
             raise ValueError(f"teacher '{name}' reads {cls.modality}; domain '{domain}' has {data.modality}")
         t0 = time.perf_counter()
-        if getattr(cls, "reference", None):  # a control matched to another teacher's confidence
+        if cls.reference:  # a control matched to another teacher's confidence
             from mmpkd_core.teachers.controls import matched_targets
 
             ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir, all_options)

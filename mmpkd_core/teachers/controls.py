@@ -45,7 +45,6 @@ class MatchedSmoothingTeacher(Teacher):
     modality = "any"
     folds = 0  # the reference's training-image logits are cross-fitted already
     reads_labels = True
-    reference: str
 
     def fit(self, data: DomainData) -> None:
         pass
@@ -62,13 +61,19 @@ def matched_targets(reference_logits: np.ndarray, labels: np.ndarray) -> tuple[n
     return logits, np.eye(2, dtype=np.float32)[labels]
 
 
-def register_matched(reference: str) -> None:
-    attrs = {"reference": reference, "modality": TEACHERS.get(reference).modality}  # fits where its reference fits
-    TEACHERS.register(f"matched_{reference}")(type(f"Matched_{reference}", (MatchedSmoothingTeacher,), attrs))
-
-
-for _name in [n for n in TEACHERS.names() if TEACHERS.get(n).modality != "any"]:
-    register_matched(_name)
+def register_controls() -> list[str]:
+    """A matched control for every privileged teacher registered so far that has none yet; returns the
+    names added. ``mmpkd_core.teachers`` calls it once every teacher module is imported; a module that
+    registers a teacher later calls it again."""
+    added = []
+    for name in TEACHERS.names():
+        cls = TEACHERS.get(name)
+        if cls.modality == "any" or cls.reference is not None or f"matched_{name}" in TEACHERS:
+            continue
+        attrs = {"reference": name, "modality": cls.modality}  # fits where its reference fits
+        TEACHERS.register(f"matched_{name}")(type(f"Matched_{name}", (MatchedSmoothingTeacher,), attrs))
+        added.append(f"matched_{name}")
+    return added
 
 
 @TEACHERS.register("image_self")

@@ -8,7 +8,7 @@ CFG = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=0)
 
 
 PRIVILEGED = [t for t in TEACHERS.names()  # hf_encoder needs a model folder: tests/mmpkd_core/test_pretrained.py
-              if TEACHERS.get(t).modality != "any" and not hasattr(TEACHERS.get(t), "reference") and t != "hf_encoder"]
+              if TEACHERS.get(t).modality != "any" and TEACHERS.get(t).reference is None and t != "hf_encoder"]
 
 
 def domain_for(teacher: str) -> str:
@@ -101,3 +101,25 @@ def test_matched_control_is_built_from_its_reference_and_fits_its_modality(cache
         teacher_outputs("matched_bert_scratch", "synthetic_ddsm", cfg, seed=0, cache_dir=cache_dir)
     sure = out.logits[:, 0] != out.logits[:, 1]
     assert sure.mean() > 0.9 and (out.logits[sure].argmax(1) == d.labels[sure]).all()  # confidence on the given label
+
+
+@pytest.mark.parametrize("name", [t for t in TEACHERS.names()
+                                  if TEACHERS.get(t).modality != "any" and TEACHERS.get(t).reference is None])
+def test_every_privileged_teacher_has_its_matched_control(name):
+    control = TEACHERS.get(f"matched_{name}")
+    assert control.reference == name and control.reads_labels and control.modality == TEACHERS.get(name).modality
+    assert TEACHERS.get(name).reference is None and not TEACHERS.get(name).reads_labels
+
+
+def test_a_teacher_registered_later_gets_its_control_from_register_controls():
+    from mmpkd_core.teachers.controls import register_controls
+    from mmpkd_core.teachers.tabular import MLPTeacher
+
+    TEACHERS.register("late_mlp")(type("LateMLP", (MLPTeacher,), {}))
+    try:
+        assert register_controls() == ["matched_late_mlp"]
+        assert TEACHERS.get("matched_late_mlp").reference == "late_mlp"
+        assert register_controls() == []  # once only
+    finally:  # the registry is process-wide: leave it as it was
+        for n in ("late_mlp", "matched_late_mlp"):
+            TEACHERS._items.pop(n, None)
