@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -16,7 +16,9 @@ from mmpkd_core.data.stream import batches, train_stats
 from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
 from mmpkd_core.losses import kd_loss
 from mmpkd_core.student import build_student, forward_with_features
-from mmpkd_core.teachers.base import TeacherOutputs
+
+if TYPE_CHECKING:  # a type only: the teachers import the trainer (image_self trains a ViT)
+    from mmpkd_core.teachers.base import TeacherOutputs
 
 
 @dataclass

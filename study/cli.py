@@ -3,7 +3,6 @@ errors into one line on stderr with exit code 1 (usage errors: 2), in one place:
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from mmpkd_core.cache import default_cache_dir
 from study.errors import StudyError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -31,7 +31,7 @@ def run(
     replace: bool = typer.Option(False, "--replace", help="Delete a stored study of the same name first"),
     report: bool = typer.Option(True, "--report/--no-report", help="Write reports/<study>.html at the end"),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray://... or HOST:PORT)"),
-    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+    cache_dir: Path = typer.Option(default_cache_dir(), "--cache-dir",
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
     """Run a study: sample recipes, train and evaluate each trial, store everything, write the report."""
@@ -130,7 +130,7 @@ def resume(
     db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP),
     report: bool = typer.Option(True, "--report/--no-report", help="Write reports/<study>.html at the end"),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster"),
-    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+    cache_dir: Path = typer.Option(default_cache_dir(), "--cache-dir",
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
     """Continue a stopped or killed study with the spec it was started with."""
@@ -395,7 +395,7 @@ def validate_engine(
                                                                  "A/A intervals, seeds 0-2 against 3-5 of the report "
                                                                  "teacher's students and of the baselines, 3 methods x "
                                                                  "3 metrics: 3 repeats give 54)"),
-    cache_dir: Path = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir"),
+    cache_dir: Path = typer.Option(default_cache_dir(), "--cache-dir"),
     fmt: str = FORMAT,
 ) -> None:
     """Run the planted and the null validation studies and give a verdict on each."""
@@ -469,7 +469,7 @@ def _real_data_config(domain: str, root: Path, image_size: int, skip_bad: bool, 
 ROOT_OPT = typer.Option(..., "--root", help="The data set's folder (its CSVs at the top)")
 SIZE_OPT = typer.Option(224, "--image-size", help="Side of the square images the students see")
 OPTION_OPT = typer.Option([], "--option", help="A domain option KEY=VALUE (as in a spec's data.options); repeatable")
-CACHE_OPT = typer.Option(Path(os.environ.get("MMPKD_CACHE", ".mmpkd_cache")), "--cache-dir",
+CACHE_OPT = typer.Option(default_cache_dir(), "--cache-dir",
                          help="Where the prepared cache lives (the studies' --cache-dir)")
 
 

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
+from mmpkd_core.cache import atomic_write, cache_root, cache_version  # noqa: F401  (their old home)
 from mmpkd_core.registry import Registry
+
+if TYPE_CHECKING:
+    from mmpkd_core.data.stream import Rows
 from mmpkd_core.version import SCIENCE_VERSION, describe, notify, stamp
 
 SPLITS = ("train", "val", "test")
@@ -169,25 +171,6 @@ def training_subset(split: np.ndarray, labels: np.ndarray, groups: np.ndarray, m
                   f"{max_train:,}); validation and test images all kept")
 
 
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    root = Path(cache_dir or os.environ.get("MMPKD_CACHE", ".mmpkd_cache"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated in this process
 
 
@@ -222,14 +205,6 @@ def load_domain(domain: str, cfg: DataConfig, cache_dir=None) -> DomainData:
         PREPARED_COUNT["generated"] += 1
         _save(folder, data)
     return _load(folder, domain, spec.modality)
-
-
-def cache_version(marker: Path):
-    """The science version a cache's marker file records (None: no marker, made before versions were)."""
-    try:
-        return json.loads(marker.read_text()).get("science_version")
-    except (OSError, ValueError):
-        return None
 
 
 def _save(folder: Path, d: DomainData) -> None:

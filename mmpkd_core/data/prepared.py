@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmpkd_core.data.base import atomic_write, cache_root, cache_version
+from mmpkd_core.cache import atomic_write, cache_root, cache_version
 from mmpkd_core.version import SCIENCE_VERSION, describe, stamp
 
 PREP_VERSION = 1

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmpkd_core.data.base import DOMAINS, DataConfig, atomic_write
+from mmpkd_core.cache import atomic_write
+from mmpkd_core.data.base import DOMAINS, DataConfig
 from mmpkd_core.data.prepared import prepared_path
 from mmpkd_core.version import stamp
 

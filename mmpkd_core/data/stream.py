@@ -173,7 +173,7 @@ def train_stats(images: Rows, rows: np.ndarray) -> tuple[float, float]:
     std = float(np.sqrt(max(squares / max(count, 1) - mean * mean, 0.0)))
     _STATS[key] = (mean, std)
     try:
-        from mmpkd_core.data.base import atomic_write
+        from mmpkd_core.cache import atomic_write
 
         atomic_write(marker, lambda p: p.write_text(json.dumps({"mean": mean, "std": std, "rows": len(rows)})))
     except OSError:  # a read-only cache: the statistics are computed again next time

@@ -23,7 +23,8 @@ from typing import ClassVar
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mmpkd_core.data.base import DataConfig, DomainData, atomic_write, cache_root, load_domain
+from mmpkd_core.cache import atomic_write, cache_root
+from mmpkd_core.data.base import DataConfig, DomainData, load_domain
 from mmpkd_core.version import SCIENCE_VERSION, describe, notify
 from mmpkd_core.registry import Registry
 
@@ -53,6 +54,12 @@ class Teacher(ABC):
         """Called once before fitting (with cross-fitting) on ``data``: one line for the user when that
         will take long -- how long, and what to choose instead -- else ``None``. Must not mutate ``data``."""
         return None
+
+    @classmethod
+    def from_reference(cls, reference_logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A matched control (``reference`` set): its logits and embeddings, built from the reference
+        teacher's logits instead of a fit."""
+        raise NotImplementedError(f"{cls.__name__} has no reference teacher")
 
     @classmethod
     def identity(cls, options: dict) -> dict:
@@ -149,10 +156,8 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
             raise ValueError(f"teacher '{name}' reads {cls.modality}; domain '{domain}' has {data.modality}")
         t0 = time.perf_counter()
         if cls.reference:  # a control matched to another teacher's confidence
-            from mmpkd_core.teachers.controls import matched_targets
-
             ref = teacher_outputs(cls.reference, domain, data_cfg, seed, cache_dir, all_options)
-            logits, emb = matched_targets(ref.logits, data.labels)
+            logits, emb = cls.from_reference(ref.logits, data.labels)
         else:
             line = cls.forecast(data, options)
             if line:

@@ -20,7 +20,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmpkd_core.data.base import DomainData, atomic_write, cache_root
+from mmpkd_core.cache import atomic_write, cache_root
+from mmpkd_core.data.base import DomainData
 from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
