@@ -24,8 +24,9 @@ import yaml
 
 from mmpkd_core.data.base import PREPARED_COUNT
 from mmpkd_core.teachers.base import FIT_COUNT
-from study.executor import Recorder, base_config, run_study, slots
-from study.spec import resolve_real_domain, spec_from_dict
+from study.executor import Recorder, run_study, slots
+from study.load import resolve_real_domain, spec_from_dict
+from study.trial_config import base_config
 from study.store import Store
 
 

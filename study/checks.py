@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.errors import SpecError
-from study.spec import CategoricalDist, Dist, FloatDist, IntDist, StudySpec, _nearest, parse_dist
-
-# valid range per numeric dimension: (low, high, low inclusive)
-RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": (0.0, None, True),
-          "lr": (0.0, None, False), "weight_decay": (0.0, None, True), "epochs": (1, None, True),
-          "batch_size": (1, None, True), "embed_dim": (8, None, True), "depth": (1, None, True),
-          "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
-
+from study.space import dependency_order
+from study.spec import RANGES, CategoricalDist, Dist, FloatDist, IntDist, StudySpec, nearest, parse_dist
 
 def _known(registry, name: str, where: str) -> None:
     if name not in registry:
-        raise SpecError(where, f"unknown {registry.kind} '{name}'{_nearest(name, registry.names())}; "
+        raise SpecError(where, f"unknown {registry.kind} '{name}'{nearest(name, registry.names())}; "
                                f"known: {', '.join(registry.names())}")
 
 
@@ -41,25 +35,6 @@ def _check_range(name: str, dist: Dist) -> None:
             raise SpecError(where, f"{name} must lie in {bound} (got {v})")
 
 
-def dependency_order(dims: dict[str, Dist]) -> list[str]:
-    """Dimensions ordered so that every ``when:`` names one sampled before it."""
-    order, seen = [], set()
-
-    def visit(name: str, stack: tuple) -> None:
-        if name in seen:
-            return
-        if name in stack:
-            raise SpecError(f"search_space.{name}.when", f"conditions form a cycle: {' -> '.join(stack + (name,))}")
-        for dep in (dims[name].when or {}):
-            visit(dep, stack + (name,))
-        seen.add(name)
-        order.append(name)
-
-    for name in dims:
-        visit(name, ())
-    return order
-
-
 def check_spec(spec: StudySpec) -> None:
     from mmpkd_core.attention import METHODS
     from mmpkd_core.config import SEARCHABLE
@@ -74,7 +49,7 @@ def check_spec(spec: StudySpec) -> None:
     dims: dict[str, Dist] = {}
     for name, raw in spec.search_space.items():
         if name not in SEARCHABLE:
-            raise SpecError(f"search_space.{name}", f"unknown dimension{_nearest(name, SEARCHABLE)}; "
+            raise SpecError(f"search_space.{name}", f"unknown dimension{nearest(name, SEARCHABLE)}; "
                                                     f"known: {', '.join(SEARCHABLE)}")
         dims[name] = parse_dist(name, raw)
         _check_range(name, dims[name])
@@ -121,7 +96,7 @@ def check_spec(spec: StudySpec) -> None:
         for dep, val in (dist.when or {}).items():
             where = f"search_space.{name}.when.{dep}"
             if dep not in dims or dep == name:
-                raise SpecError(where, f"'{dep}' is not a searched dimension{_nearest(dep, [d for d in dims if d != name])}")
+                raise SpecError(where, f"'{dep}' is not a searched dimension{nearest(dep, [d for d in dims if d != name])}")
             wanted = val if isinstance(val, list) else [val]
             if isinstance(dims[dep], CategoricalDist):
                 bad = [w for w in wanted if w not in dims[dep].choices]
@@ -152,7 +127,7 @@ def _check_student(spec: StudySpec) -> None:
 
     s = spec.student
     if not timm.is_model(s.model):
-        close = _nearest(s.model, timm.list_models("vit_*"))
+        close = nearest(s.model, timm.list_models("vit_*"))
         raise SpecError("student.model", f"unknown timm model '{s.model}'{close}")
     if s.pretrained and not Path(s.pretrained).expanduser().is_file():
         raise SpecError("student.pretrained", f"{s.pretrained} does not exist (a local timm checkpoint: nothing is "

@@ -35,7 +35,7 @@ def run(
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
     """Run a study: sample recipes, train and evaluate each trial, store everything, write the report."""
-    from study.spec import load_specs
+    from study.load import load_specs
 
     specs = load_specs(spec_path, name=name)
     _run_specs(specs, db, replace, report, address, cache_dir)
@@ -134,7 +134,7 @@ def resume(
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
     """Continue a stopped or killed study with the spec it was started with."""
-    from study.spec import spec_from_dict
+    from study.load import spec_from_dict
     from study.store import Store
 
     store = Store(db)

@@ -71,17 +71,16 @@ def check_value(spec: StudySpec, name: str, value, where: str, fits) -> None:
     from mmpkd_core.attention import METHODS
     from mmpkd_core.config import SEARCHABLE
 
-    from study.checks import RANGES
-    from study.spec import _nearest
+    from study.spec import RANGES, nearest
 
     if name not in SEARCHABLE:
-        raise SpecError(where.rsplit("[", 1)[0], f"is not a dimension{_nearest(name, SEARCHABLE)}; known: "
+        raise SpecError(where.rsplit("[", 1)[0], f"is not a dimension{nearest(name, SEARCHABLE)}; known: "
                                                  f"{', '.join(SEARCHABLE)}")
     if name == "teacher":
         return fits(str(value), where)
     if name == "attention_method":
         if value not in METHODS:
-            raise SpecError(where, f"unknown attention method '{value}'{_nearest(str(value), METHODS.names())}")
+            raise SpecError(where, f"unknown attention method '{value}'{nearest(str(value), METHODS.names())}")
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(where, f"{name} takes a number (got {value!r})")
@@ -110,8 +109,7 @@ def sobol_recipes(spec: StudySpec) -> list[dict]:
     dimension whose ``when:`` does not hold is left out of that recipe."""
     from scipy.stats import qmc
 
-    from study.checks import dependency_order
-    from study.space import _active
+    from study.space import active, dependency_order
 
     dims = spec.dims()
     order = dependency_order(dims)
@@ -120,7 +118,7 @@ def sobol_recipes(spec: StudySpec) -> list[dict]:
     for u in points:
         params: dict = {}
         for j, name in enumerate(order):
-            if _active(dims[name], params):
+            if active(dims[name], params):
                 params[name] = _value(dims[name], float(u[j]))
         recipes.append(params)
     return recipes
@@ -191,7 +189,7 @@ def _spec_value(spec: StudySpec, name: str):
     if name in ("teacher", "attention_method"):
         value = getattr(spec.recipe, name)
         if value is None:  # the engine's default: the first teacher of the domain, the first evaluated method
-            from study.executor import base_config
+            from study.trial_config import base_config
 
             value = getattr(base_config(spec, ""), name)
         return value

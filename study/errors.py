@@ -22,3 +22,11 @@ class StoreError(StudyError):
 def _one_line(text: str) -> str:
     """User-typed keys may hold newlines or control characters: escape them, keep one line."""
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def error_text(err: BaseException) -> str:
+    """The last lines of an exception's traceback: what a failed trial records."""
+    import traceback
+
+    lines = traceback.format_exception(type(err), err, err.__traceback__)
+    return "".join(lines[-4:]).strip()

@@ -14,43 +14,16 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.errors import StudyError
+from study.errors import StudyError, error_text
+from study.sampling import check_replay, sampler
 from study.spec import StudySpec
 from study.store import Store
 from study.tracking import Trackers, check_tracking, open_trackers
-
-
-def base_config(spec: StudySpec, cache_dir: str):
-    from mmpkd_core import DataConfig, StudentConfig, TrialConfig
-    from mmpkd_core.data import DOMAINS
-    from mmpkd_core.teachers import TEACHERS
-
-    modality = DOMAINS.get(spec.domain).modality
-    student = spec.student.model_dump()
-    if student["pretrained"]:  # absolute: Ray workers run elsewhere
-        student["pretrained"] = str(Path(student["pretrained"]).expanduser().resolve())
-    teacher = spec.recipe.teacher or next(t for t in TEACHERS.names() if TEACHERS.get(t).modality == modality)
-    return TrialConfig(
-        domain=spec.domain, data=DataConfig.from_section(**spec.data.model_dump()), student=StudentConfig(**student),
-        teacher=teacher, temperature=spec.recipe.temperature, alpha=spec.recipe.alpha, beta=spec.recipe.beta,
-        attention_method=spec.recipe.attention_method or spec.evaluation.methods[0], seed=spec.recipe.seed,
-        eval_methods=tuple(spec.evaluation.methods), eval_metrics=tuple(spec.evaluation.metrics),
-        objective_metric=spec.objective.metric, teacher_options=json.dumps(teacher_options(spec), sort_keys=True),
-        cache_dir=cache_dir, threads=max(1, int(spec.executor.resources.cpu)),
-    )
-
-
-def teacher_options(spec: StudySpec) -> dict:
-    """The spec's teacher options with local paths made absolute (Ray workers run elsewhere)."""
-    out = {}
-    for name, opts in spec.teacher_options.items():
-        out[name] = {k: str(Path(v).expanduser().resolve()) if k.endswith("_path") and v else v for k, v in opts.items()}
-    return out
+from study.trial_config import base_config
 
 
 def device_line(spec: StudySpec) -> str:
@@ -449,7 +422,7 @@ def run_baselines(spec: StudySpec, configs: list, rec: Recorder, cache_dir: str,
         try:
             result = run_trial(cfg, lambda row: rec.epoch(key, row))
         except Exception as err:
-            rec.finish(key, "failed", error=_error_text(err))
+            rec.finish(key, "failed", error=error_text(err))
             continue
         rec.finish(key, "completed", [result.payload()])
 
@@ -515,7 +488,7 @@ def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None
             rec.finish(key, "pruned", params=params)
             return None, State.PRUNED
         except Exception as err:  # a failing trial must not sink the study
-            rec.finish(key, "failed", error=_error_text(err), params=params)
+            rec.finish(key, "failed", error=error_text(err), params=params)
             return None, State.FAIL
         rec.finish(key, "completed", [r.payload() for r in results], params=params)
         return sum(r.val_objective for r in results) / len(results), State.COMPLETE
@@ -528,43 +501,3 @@ def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None
             check_failures(spec, rec)
         for trial, (value, state) in zip(batch, outcomes):  # told in the order asked, after the whole batch
             ostudy.tell(trial, value, state=state)
-
-
-def check_replay(number: int, sampled: dict, stored: dict) -> None:
-    if json.loads(json.dumps(sampled)) != stored:
-        raise StudyError(f"cannot resume: the sampler no longer reproduces recipe #{number} "
-                         f"(stored {stored}, sampled {sampled}); was the spec or the engine changed? "
-                         "Use --replace to start over.")
-
-
-def startup_trials(spec: StudySpec) -> int:
-    """TPE's start-up trials: sampled at random, whatever the results told so far."""
-    return min(10, max(2, spec.executor.trials // 2))
-
-
-def first_batch(spec: StudySpec) -> int:
-    """The recipes handed out before any result is told: a fixed design's every recipe, or TPE's
-    start-up trials rounded up to whole batches (these are drawn at random, so telling results
-    between them would change nothing: the sequence is the one batches of ``sample_batch`` give)."""
-    ex = spec.executor
-    if spec.recipes is not None:
-        return max(ex.sample_batch, ex.trials)
-    if ex.sampler == "tpe":
-        return -(-startup_trials(spec) // ex.sample_batch) * ex.sample_batch
-    return ex.sample_batch
-
-
-def sampler(spec: StudySpec):
-    import optuna
-
-    if spec.recipes is not None:  # a fixed design enqueues every recipe; nothing is sampled
-        return optuna.samplers.RandomSampler(seed=spec.executor.seed)
-    if spec.executor.sampler == "grid":
-        space = {k: v.choices for k, v in spec.dims().items()}
-        return optuna.samplers.GridSampler(space, seed=spec.executor.seed)
-    return optuna.samplers.TPESampler(seed=spec.executor.seed, n_startup_trials=startup_trials(spec))
-
-
-def _error_text(err: BaseException) -> str:
-    lines = traceback.format_exception(type(err), err, err.__traceback__)
-    return "".join(lines[-4:]).strip()

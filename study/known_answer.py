@@ -33,7 +33,7 @@ def response(params: dict, rng) -> float:
 
 
 def spec(design: str, budget: int, seed: int):
-    from study.spec import spec_from_dict
+    from study.load import spec_from_dict
 
     return spec_from_dict({"name": f"known-{design}", "domain": "synthetic_ddsm", "design": design,
                            "search_space": SPACE, "executor": {"trials": budget, "seed": seed}})
@@ -44,7 +44,7 @@ def recipes(design: str, budget: int = 32, seed: int = 0) -> list[dict]:
     import optuna
 
     from study.design import sobol_recipes
-    from study.executor import sampler
+    from study.sampling import sampler
     from study.space import suggest
 
     rng = np.random.default_rng(seed)

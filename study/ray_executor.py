@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 from study.spec import StudySpec
+from study.tracking import storage
 
 QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
              "RAY_DEDUP_LOGS": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
@@ -18,7 +18,7 @@ def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
     from ray import tune
 
     from mmpkd_core import TrialConfig, run_recipe
-    from study.executor import _error_text
+    from study.errors import error_text
     from study.tracking import with_test_means
 
     if "_baseline" in config:
@@ -30,7 +30,7 @@ def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
     try:  # the last report also carries the test means, flat, for the logger callbacks
         run_recipe(cfg, seeds or [cfg.seed], report=lambda row: tune.report(with_test_means(row)))
     except Exception as err:  # reported, not raised: the driver records the exact error; the study goes on
-        tune.report({"val_objective": float("nan"), "error": _error_text(err)})
+        tune.report({"val_objective": float("nan"), "error": error_text(err)})
 
 
 def _callback(rec):
@@ -115,10 +115,6 @@ def ray_session(spec: StudySpec, address: str | None):
     finally:
         if started_here:
             ray.shutdown()
-
-
-def storage(spec: StudySpec, cache_dir: str) -> str:
-    return str(Path(spec.executor.storage).resolve()) if spec.executor.storage else str(Path(cache_dir) / "ray_results")
 
 
 def _resources(spec: StudySpec) -> dict:
@@ -208,7 +204,7 @@ def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, reci
     ``baselines``: a ``study.executor.BaselineQueue`` handed out where no recipe can be."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from study.executor import first_batch, sampler
+    from study.sampling import first_batch, sampler
     from study.space import define_by_run
 
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
@@ -257,7 +253,7 @@ def _batched(inner, batch: int, total: int, first: int | None = None, baselines=
         def replay(self, finished: dict) -> None:
             """Re-ask the seeded sampler for every recipe up to the last stored one: finished recipes
             are told their stored result, interrupted ones are handed out again first."""
-            from study.executor import check_replay
+            from study.sampling import check_replay
 
             for n in range(max(finished) + 1 if finished else 0):
                 if not self.current:

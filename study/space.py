@@ -3,11 +3,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from study.checks import dependency_order
+from study.errors import SpecError
 from study.spec import CategoricalDist, Dist, FloatDist, StudySpec
 
 
-def _active(dist: Dist, sampled: dict[str, Any]) -> bool:
+def dependency_order(dims: dict[str, Dist]) -> list[str]:
+    """Dimensions ordered so that every ``when:`` names one sampled before it."""
+    order, seen = [], set()
+
+    def visit(name: str, stack: tuple) -> None:
+        if name in seen:
+            return
+        if name in stack:
+            raise SpecError(f"search_space.{name}.when", f"conditions form a cycle: {' -> '.join(stack + (name,))}")
+        for dep in (dims[name].when or {}):
+            visit(dep, stack + (name,))
+        seen.add(name)
+        order.append(name)
+
+    for name in dims:
+        visit(name, ())
+    return order
+
+
+def active(dist: Dist, sampled: dict[str, Any]) -> bool:
     for dep, want in (dist.when or {}).items():
         wanted = want if isinstance(want, list) else [want]
         if dep not in sampled or sampled[dep] not in wanted:
@@ -20,7 +39,7 @@ def suggest(trial, dims: dict[str, Dist]) -> dict[str, Any]:
     sampled: dict[str, Any] = {}
     for name in dependency_order(dims):
         d = dims[name]
-        if not _active(d, sampled):
+        if not active(d, sampled):
             continue
         if isinstance(d, CategoricalDist):
             sampled[name] = trial.suggest_categorical(name, d.choices)

@@ -1,20 +1,14 @@
-"""The study spec: YAML -> pydantic models with unknown keys rejected -> semantic checks.
-
-Every error is a ``SpecError`` naming the dotted path of the offending key, raised before any
-data is prepared or any trial is trained.
+"""The study spec's pydantic models (unknown keys rejected), their hashes, and pydantic's errors
+turned into one line. ``study.load`` reads a YAML file into them and runs the semantic checks.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import json
-import os
-import re
 import typing
-from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from study.errors import SpecError
@@ -203,6 +197,13 @@ class StudySpec(Strict):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# valid range per numeric dimension: (low, high, low inclusive)
+RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": (0.0, None, True),
+          "lr": (0.0, None, False), "weight_decay": (0.0, None, True), "epochs": (1, None, True),
+          "batch_size": (1, None, True), "embed_dim": (8, None, True), "depth": (1, None, True),
+          "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
+
+
 LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
                 ("student", "pretrained", None), (None, "teacher_options", {}), (None, "design", "optimize"),
                 (None, "ablation", None)]
@@ -210,7 +211,7 @@ LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "opt
 
 # ---------------------------------------------------------------- pydantic errors -> one line
 
-def _nearest(word: str, known) -> str:
+def nearest(word: str, known) -> str:
     close = difflib.get_close_matches(str(word), list(known), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -237,13 +238,13 @@ def _key(part) -> str:
     return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
-def _translate(err: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> SpecError:
+def translate(err: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> SpecError:
     errors = err.errors()
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains a "missing"
     loc = prefix + tuple(e["loc"])
     where = ".".join(_key(p) for p in loc)
     if e["type"] == "extra_forbidden":
-        return SpecError(where, f"unknown key{_nearest(loc[-1], _fields_at(model, tuple(e['loc'])[:-1]))}")
+        return SpecError(where, f"unknown key{nearest(loc[-1], _fields_at(model, tuple(e['loc'])[:-1]))}")
     if e["type"] == "missing":
         return SpecError(where, "missing required key")
     got = e.get("input")
@@ -264,116 +265,8 @@ def parse_dist(name: str, raw: Any) -> Dist:
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        return _raise(_translate(err, model, ("search_space", name)))
+        return _raise(translate(err, model, ("search_space", name)))
 
 
 def _raise(e: Exception):
     raise e
-
-
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise SpecError("", f"spec file '{path}' not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise SpecError("", f"YAML syntax error at {line}{problem}", source=str(path)) from None
-
-
-def load_spec(path: str | Path) -> StudySpec:
-    """A single-domain spec (see ``load_specs`` for cross-domain ones)."""
-    specs = load_specs(path)
-    if len(specs) != 1:
-        raise SpecError("domain", "is a list; load it with load_specs", source=str(path))
-    return specs[0]
-
-
-def load_specs(path: str | Path, name: str | None = None) -> list[StudySpec]:
-    """One spec per domain: a spec whose ``domain`` is a list (a cross-domain study) expands into
-    one study per domain, named ``<name>-<domain>``, each with the teacher choices that
-    ``teachers: {domain: [...]}`` gives it; all are validated before any is run. ``name``
-    replaces the spec's name."""
-    path = Path(path)
-    raw = _read_yaml(path)
-    if name is not None and isinstance(raw, dict):
-        raw = {**raw, "name": name}
-    try:
-        return [spec_from_dict(r) for r in expand_domains(raw)]
-    except SpecError as err:
-        raise SpecError(err.where, err.message, source=str(path)) from None
-
-
-def expand_domains(raw: Any) -> list[Any]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("domain"), list):
-        if isinstance(raw, dict) and "teachers" in raw:
-            raise SpecError("teachers", "per-domain teachers need a list of domains (domain: [a, b])")
-        return [raw]
-    domains, teachers = raw["domain"], raw.get("teachers") or {}
-    if not domains or not all(isinstance(d, str) for d in domains):
-        raise SpecError("domain", "must be a domain name or a non-empty list of domain names")
-    if not isinstance(teachers, dict) or set(teachers) - set(domains):
-        extra = sorted(set(teachers) - set(domains)) if isinstance(teachers, dict) else ["?"]
-        raise SpecError(f"teachers.{extra[0]}", f"is not one of the study's domains: {', '.join(domains)}")
-    out = []
-    for d in domains:
-        one = {k: v for k, v in raw.items() if k != "teachers"}
-        one["domain"] = d
-        one["name"] = f"{raw.get('name')}-{d.removeprefix('synthetic_')}"
-        if d in teachers:
-            space = dict(one.get("search_space") or {})
-            space["teacher"] = {"type": "categorical", "choices": teachers[d]}
-            one["search_space"] = space
-        out.append(one)
-    return out
-
-
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(text: str) -> str:
-    """``${VAR}`` -> the variable's value ("" when unset)."""
-    return ENV_VAR.sub(lambda m: os.environ.get(m.group(1), ""), text)
-
-
-def resolve_real_domain(raw: dict) -> tuple[dict, str | None]:
-    """Expand ``data.root``; a real domain without a root becomes its synthetic stand-in, with the
-    spec's ``stand_in`` sections (e.g. smaller images and student) merged over its own."""
-    from mmpkd_core.data import DOMAINS
-
-    raw = dict(raw)
-    stand_in = raw.pop("stand_in", None)
-    if stand_in is not None and (not isinstance(stand_in, dict) or
-                                 not all(isinstance(v, dict) for v in stand_in.values())):
-        raise SpecError("stand_in", "must be a mapping of spec sections (data:, student:, ...) for the synthetic stand-in")
-    data = raw.get("data")
-    root = data.get("root") if isinstance(data, dict) else None
-    if isinstance(root, str):
-        root = expand_env(root).strip() or None
-        raw["data"] = {**data, "root": root}
-    domain = raw.get("domain")
-    if not (isinstance(domain, str) and domain in DOMAINS and DOMAINS.get(domain).is_real and root is None):
-        return raw, None
-    if isinstance(raw.get("data"), dict):
-        raw["data"] = {k: v for k, v in raw["data"].items() if k not in ("root", "options", "skip_bad")}
-    for section, values in (stand_in or {}).items():
-        raw[section] = {**raw[section], **values} if isinstance(raw.get(section), dict) else values
-    raw["domain"] = DOMAINS.get(domain).synthetic
-    return raw, domain
-
-
-def spec_from_dict(raw: Any) -> StudySpec:
-    if not isinstance(raw, dict):
-        raise SpecError("", "the spec must be a YAML mapping (name:, domain:, search_space:, ...)")
-    raw, stand_in_for = resolve_real_domain(raw)
-    try:
-        spec = StudySpec.model_validate(raw)
-    except ValidationError as err:
-        raise _translate(err, StudySpec) from None
-    from study.checks import check_spec  # the registries live in mmpkd_core; import lazily
-
-    check_spec(spec)
-    spec._stand_in_for = stand_in_for
-    return spec

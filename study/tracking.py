@@ -384,9 +384,13 @@ def _log_report(spec, report: Path) -> None:
 def tensorboard_root(spec, cache_dir: str) -> Path:
     """Where Ray Tune keeps its trial folders (``executor.storage``), whose event files the local executor
     writes too: ``<study>/`` for the recipes, ``<study>-baselines/`` for the baselines."""
-    from study.ray_executor import storage
-
     return Path(storage(spec, cache_dir))
+
+
+def storage(spec, cache_dir: str) -> str:
+    """Ray Tune's trial folders: ``executor.storage`` (on a cluster, a path every node can reach), else
+    ``<cache>/ray_results``."""
+    return str(Path(spec.executor.storage).resolve()) if spec.executor.storage else str(Path(cache_dir) / "ray_results")
 
 
 class TensorBoardRuns:

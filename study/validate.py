@@ -18,7 +18,7 @@ import yaml
 
 from study.errors import StudyError
 from study.inference import UNIT_PAIRED_SEED, infer
-from study.spec import spec_from_dict
+from study.load import spec_from_dict
 from study.stats import PairingError
 
 SPECS = Path(__file__).resolve().parent.parent / "search_spaces" / "validation"

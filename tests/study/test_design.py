@@ -12,7 +12,7 @@ import yaml
 
 from study.design import ablation_recipes, sobol_recipes
 from study.errors import SpecError
-from study.spec import spec_from_dict
+from study.load import spec_from_dict
 
 TINY = {"domain": "synthetic_ddsm", "data": {"n_train": 120, "n_val": 40, "n_test": 40, "image_size": 32, "seed": 0},
         "student": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "epochs": 1, "batch_size": 32},
@@ -102,7 +102,7 @@ def test_sensitivity_then_ablation_from_its_best_recipe(tmp_path, cache_dir):
                        "ORDER BY number, seed").fetchall()
     con.close()
     assert [(n, s, st) for n, s, st, _ in rows] == [(n, s, "completed") for n in range(4) for s in (0, 1)]
-    from study.spec import load_spec
+    from study.load import load_spec
 
     expected = sobol_recipes(load_spec(tmp_path / "sens.yaml"))
     import json

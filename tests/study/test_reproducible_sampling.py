@@ -4,7 +4,7 @@ import random
 from ray.tune.search import Searcher
 
 from study.ray_executor import searcher
-from study.spec import spec_from_dict
+from study.load import spec_from_dict
 
 SPEC = {"name": "r", "domain": "synthetic_ddsm",
         "search_space": {"teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]},

@@ -36,7 +36,7 @@ def test_trials_and_baselines_of_different_versions_are_not_paired(demo_db):
 
 def test_a_study_of_another_science_version_is_not_resumed(tmp_path):
     from conftest import EPOCHS, config, result
-    from study.spec import spec_from_dict
+    from study.load import spec_from_dict
     from study.store import Store
 
     spec = spec_from_dict({"name": "old", "domain": "synthetic_ddsm", "data": {"n_train": 120, "n_val": 40,

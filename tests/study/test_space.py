@@ -1,7 +1,7 @@
 import optuna
 
 from study.space import suggest
-from study.spec import spec_from_dict
+from study.load import spec_from_dict
 
 SPACE = {
     "teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]},

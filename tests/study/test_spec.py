@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from study.errors import SpecError
-from study.spec import load_spec, spec_from_dict
+from study.load import load_spec, spec_from_dict
 
 GOOD = textwrap.dedent("""\
     name: ddsm-demo

@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 
 from mmpkd_core import baseline_config
-from study.executor import base_config
-from study.spec import load_specs
+from study.trial_config import base_config
+from study.load import load_specs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
