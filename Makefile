@@ -25,6 +25,7 @@ run: $(STAMP)
 # then the tests that train a model once more on MKL's CPU-independent code path, so that a threshold which
 # only holds for this CPU's kernels fails here too (exit 5, "no tests collected", is not a failure)
 test: $(STAMP) browser
+	$(BIN)/ruff check study mmpkd_core reports tests bench
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not validation"
 	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -m "trains and not slow" || [ $$? -eq 5 ]

@@ -115,7 +115,10 @@ def main() -> None:
     crossfit = epoch * (n_train / (args.epoch_reports * 0.9)) * bert.epochs * bert.folds  # training epochs of all fits
     embed, head = minilm_numbers(texts, labels, args.embed_reports)
     tab = tabular_seconds(args.table_rows)
-    h = lambda s: f"{s / 3600:.2f} h" if s >= 3600 else (f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s")
+
+    def h(s):
+        return f"{s / 3600:.2f} h" if s >= 3600 else (f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s")
+
     print(f"# teachers at scale: {args.reports:,} synthetic reports ({n_train:,} training), CPU, {args.threads} thread(s)")
     print("| teacher | what | time | measured or extrapolated |\n|---|---|---|---|")
     print(f"| corpus | {args.reports:,} reports generated | {h(made)} | measured |")

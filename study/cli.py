@@ -401,7 +401,6 @@ def validate_engine(
     """Run the planted and the null validation studies and give a verdict on each."""
     import pandas as pd
 
-    from study.store import connect
     from study.validate import REPEAT_EVALUATION, REPEAT_SEEDS, contrast, load, seed_split_contrast, verdict
 
     _check_format(fmt)

@@ -20,7 +20,9 @@ def smooth_noise(rng, n: int, size: int, sigma: float, scale: float) -> np.ndarr
 
 def ellipse(yy, xx, cy, cx, ry, rx) -> np.ndarray:
     """(N, H, W) bool inside ellipses with per-image centres and radii (each shape (N,))."""
-    e = lambda a: np.asarray(a, dtype=np.float32).reshape(-1, 1, 1)
+    def e(a):
+        return np.asarray(a, dtype=np.float32).reshape(-1, 1, 1)
+
     return ((yy - e(cy)) / e(ry)) ** 2 + ((xx - e(cx)) / e(rx)) ** 2 <= 1.0
 
 
@@ -31,7 +33,9 @@ def lesion(yy, xx, cy, cx, radius, contrast, spikes=None, phase=None):
     ``spikes`` (N,) adds a star-shaped radius modulation ``r(1 + 0.35 sin(k theta + phase))``
     where ``spikes > 0`` (a spiculated margin); zero keeps the blob round.
     """
-    e = lambda a: np.asarray(a, dtype=np.float32).reshape(-1, 1, 1)
+    def e(a):
+        return np.asarray(a, dtype=np.float32).reshape(-1, 1, 1)
+
     dy, dx = yy - e(cy), xx - e(cx)
     d = np.sqrt(dy**2 + dx**2)
     r = e(radius) * np.ones_like(d)

@@ -208,7 +208,6 @@ def batches(images: Rows | np.ndarray, rows: np.ndarray, batch_size: int, device
     """``images[rows]`` in batches of ``batch_size`` (in the order of ``rows``), each standardised on
     ``device``: ``(x - mean) / std`` with x in [0, 1] (uint8 / 255). With ``masks``, yields
     ``(x, masks of the batch as a bool array)``."""
-    import torch
     from torch.utils.data import DataLoader
 
     rows = np.asarray(rows, dtype=np.int64)

@@ -15,7 +15,7 @@ import functools
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mmpkd_core.cache import atomic_write, cache_root
 from mmpkd_core.data.base import DomainData
 from mmpkd_core.teachers.base import TEACHERS, Teacher, no_grad
+
+if TYPE_CHECKING:
+    import torch
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FORECAST_STEPS = 50_000  # below this many batches a teacher's fits are quick: nothing is measured or said

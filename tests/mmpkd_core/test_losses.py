@@ -11,7 +11,9 @@ CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "losses.json").read
 
 @pytest.mark.parametrize("case", CASES, ids=range(len(CASES)))
 def test_kd_loss_golden_values(case):
-    t = lambda k: torch.tensor(case[k], dtype=torch.float64) if k in case else None
+    def t(k):
+        return torch.tensor(case[k], dtype=torch.float64) if k in case else None
+
     parts = kd_loss(t("student"), torch.tensor(case["labels"]), t("teacher"), case["T"], case["alpha"], case["beta"],
                     t("student_feat"), t("teacher_feat"))
     for k in ("ce", "kd", "feat", "loss"):

@@ -1,6 +1,5 @@
 """Study designs: sensitivity (scrambled Sobol, stratified, all completed) and ablation (a reference
 recipe and one change at a time, or a factorial), their bad inputs, and a tiny end-to-end run of each."""
-import math
 import os
 import subprocess
 import sys

@@ -35,7 +35,7 @@ def test_trials_and_baselines_of_different_versions_are_not_paired(demo_db):
 
 
 def test_a_study_of_another_science_version_is_not_resumed(tmp_path):
-    from conftest import EPOCHS, config, result
+    from conftest import config
     from study.load import spec_from_dict
     from study.store import Store
 
@@ -99,8 +99,11 @@ def test_a_baseline_of_another_version_is_run_again(tmp_path, cache_dir):
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(raw))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({**raw, "name": "b"}))
     env = dict(os.environ, MMPKD_CACHE=str(cache_dir))
-    run = lambda spec: subprocess.run([sys.executable, "-m", "study.cli", "run", spec, "--db", "s.duckdb", "--no-report"],
-                                      cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
+    def run(spec):
+        return subprocess.run([sys.executable, "-m", "study.cli", "run", spec, "--db", "s.duckdb", "--no-report"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
     assert run("a.yaml").returncode == 0
     con = duckdb.connect(str(tmp_path / "s.duckdb"))
     con.execute("UPDATE trials SET science_version = 0 WHERE is_baseline")
