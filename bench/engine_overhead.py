@@ -154,7 +154,8 @@ def main() -> None:
     print(f"| a trial's loading of data and teacher outputs from the cache | {parts['load_first']:.3f} first, "
           f"{parts['load_again']:.3f} again | per trial |")
     print("\n# the default study (search_spaces/ddsm.yaml: 8 recipes, ASHA, 2 slots on Ray)")
-    print("| run | wall s | trial seconds | slot utilisation | start-up per trial as the driver sees it: median / max s |")
+    print("| run | wall s | trial seconds | slot utilisation | "
+          "start-up per trial as the driver sees it: median / max s |")
     print("|---|---|---|---|---|")
     for name, r in (("Ray, cold cache (as `make run`)", cold), ("local executor, warm cache", local),
                     ("Ray, warm cache", warm)):

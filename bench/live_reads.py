@@ -122,7 +122,8 @@ def main() -> None:
           f"at opening took {opened:.2f} s) | |")
     finite = [s for s in stale if s != float("inf")]
     late = sum(1 for s in stale if s == float("inf"))
-    print(f"| a trial's commit to the snapshot that holds it | median {statistics.median(finite) if finite else 0:.1f} s, "
+    print(f"| a trial's commit to the snapshot that holds it | "
+          f"median {statistics.median(finite) if finite else 0:.1f} s, "
           f"max {max(finite) if finite else 0:.1f} s ({late} of {len(stale)} waited for the end of their run) | "
           "one finished trial or 30 s |")
     print(f"| snapshot file | {snap:.0f} MB | |")

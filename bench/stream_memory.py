@@ -115,11 +115,12 @@ def main() -> None:
     print(f"# memory per trial: prepared caches of {a:,} and {b:,} images at {S} px (uint8, the mimic_cxr layout), "
           f"the same 400 validation and test images; one trial each in its own process; ViT patch 16 width 32 depth 2, "
           f"batch 64, 1 epoch, {args.threads} thread(s), CPU" + (", GPU" if ga["gpu_mb"] is not None else ""))
-    print("| images | cache (MB) | written in (s) | trial (s) | peak RSS (MB) | peak GPU (MB) | val AUROC |\n|---|---|---|---|---|---|---|")
+    print("| images | cache (MB) | written in (s) | trial (s) | peak RSS (MB) | peak GPU (MB) | val AUROC |"
+          "\n|---|---|---|---|---|---|---|")
     for n, written, g in rows:
         gpu = f"{g['gpu_mb']:.0f}" if g["gpu_mb"] is not None else "-"
-        print(f"| {n:,} | {n * S * S / 2**20:,.0f} | {written:.0f} | {g['seconds']:.0f} | {g['peak_rss_mb']:,.0f} | {gpu} | "
-              f"{g['val_auroc']:.3f} |")
+        print(f"| {n:,} | {n * S * S / 2**20:,.0f} | {written:.0f} | {g['seconds']:.0f} | "
+              f"{g['peak_rss_mb']:,.0f} | {gpu} | {g['val_auroc']:.3f} |")
     ratio = gb["peak_rss_mb"] / ga["peak_rss_mb"]
     print(f"\npeak RSS {b:,} / {a:,} images: {ratio:.3f} (target <= 1.10)")
     if ga["gpu_mb"] is not None:
@@ -127,7 +128,8 @@ def main() -> None:
     print(f"\ntraining throughput on {n_train:,} training images ({a:,} in all), median of {args.rounds} alternating "
           f"rounds, each epoch with its validation:\n")
     print("| path | images/s |\n|---|---|")
-    print(f"| in memory (one float32 tensor of every image) | {memory:.0f} |\n| streamed from the prepared cache | {stream:.0f} |")
+    print(f"| in memory (one float32 tensor of every image) | {memory:.0f} |"
+          f"\n| streamed from the prepared cache | {stream:.0f} |")
     print(f"| ratio streamed / in memory | {stream / memory:.3f} (target >= 0.9) |")
 
 

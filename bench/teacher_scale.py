@@ -119,22 +119,25 @@ def main() -> None:
     def h(s):
         return f"{s / 3600:.2f} h" if s >= 3600 else (f"{s / 60:.1f} min" if s >= 60 else f"{s:.1f} s")
 
-    print(f"# teachers at scale: {args.reports:,} synthetic reports ({n_train:,} training), CPU, {args.threads} thread(s)")
+    print(f"# teachers at scale: {args.reports:,} synthetic reports ({n_train:,} training), CPU, "
+          f"{args.threads} thread(s)")
     print("| teacher | what | time | measured or extrapolated |\n|---|---|---|---|")
     print(f"| corpus | {args.reports:,} reports generated | {h(made)} | measured |")
     print(f"| bert_scratch | one training epoch on {args.epoch_reports:,} reports | {h(epoch)} | measured |")
     print(f"| bert_scratch | a training batch of {bert.batch_size} | {per_step * 1e3:.1f} ms | measured |")
-    print(f"| bert_scratch | {fits} fits x {bert.epochs} epochs on {n_train:,} reports (cross-fitting) | {h(crossfit)} | "
-          f"extrapolated from the epoch above |")
+    print(f"| bert_scratch | {fits} fits x {bert.epochs} epochs on {n_train:,} reports (cross-fitting) | "
+          f"{h(crossfit)} | extrapolated from the epoch above |")
     print(f"| bert_scratch | the engine's forecast before fitting (cost of forecasting: {forecast_cost:.1f} s) | "
           f"{(line or 'nothing said').split(' will take about ')[-1].split(' here')[0]} | forecast |")
     print(f"| minilm | embed {args.embed_reports:,} reports | {h(embed)} | measured |")
     print(f"| minilm | embed all {args.reports:,} reports, once (cached on disk after) | "
           f"{h(embed * args.reports / args.embed_reports)} | extrapolated |")
     print(f"| minilm | one logistic-regression head on {args.reports:,} x 384 | {h(head)} | measured |")
-    print(f"| minilm | {fits} fits x 4 regularisation strengths (cross-fitting) | {h(head * fits * 4)} | extrapolated |")
+    print(f"| minilm | {fits} fits x 4 regularisation strengths (cross-fitting) | {h(head * fits * 4)} | "
+          "extrapolated |")
     for name, s in tab.items():
-        print(f"| {name} | {fits} fits on {args.table_rows:,} rows (cross-fitting, outputs cached) | {h(s)} | measured |")
+        print(f"| {name} | {fits} fits on {args.table_rows:,} rows (cross-fitting, outputs cached) | {h(s)} | "
+              "measured |")
     said = f"> teacher bert_scratch (seed 0): {line}" if line else "(nothing: under 10 minutes, it fits without a word)"
     print(f"\nThe engine's line before a bert_scratch fit at this size:\n\n{said}")
 

@@ -59,7 +59,8 @@ def estimate(cfg, n_images: int, image_size: int, per_image_bytes: float = 0.0, 
     per_image = n_images * (64 + per_image_bytes + (2 + 2 * teacher_dim) * 4) / MB
     parts = {"runtime": RUNTIME_MB, "students": seeds * (model + max(train_act, eval_act)),
              "batches": batches, "per-image arrays": per_image}
-    device = seeds * (model + max(train_act, eval_act)) + batches + n_images * (2 + teacher_dim) * 4 / MB if gpu else None
+    device = (seeds * (model + max(train_act, eval_act)) + batches + n_images * (2 + teacher_dim) * 4 / MB
+              if gpu else None)
     return Estimate(parts, device)
 
 

@@ -75,7 +75,8 @@ def metric_by_dimension(con, names: list[str], metric: str) -> list[dict]:
 def curves(con, names: list[str]) -> list[dict]:
     """Per trial x epoch: losses and validation metrics, with the trial's final status."""
     return _rows(con, """
-        SELECT e.study, t.trial_id AS number, t.status, e.epoch, e.loss, e.ce, e.kd, e.feat, e.val_auroc, e.val_objective
+        SELECT e.study, t.trial_id AS number, t.status, e.epoch, e.loss, e.ce, e.kd, e.feat, e.val_auroc,
+               e.val_objective
         FROM epochs e JOIN trials t ON t.study = e.study AND t.trial_id = e.trial_id
         WHERE list_contains(?, e.study) AND NOT t.is_baseline ORDER BY e.study, t.number, e.epoch""", [names])
 
@@ -175,11 +176,13 @@ def gallery(con, names: list[str], metric: str, k: int = 3) -> list[dict]:
         maps = {(r["trial_id"], r["image_id"]): np.array(r["map"]).reshape(r["h"], r["w"]) for r in _rows(con, """
             SELECT trial_id, image_id, h, w, map FROM maps WHERE method = ? AND list_contains(?, image_id)
               AND ((study = ? AND trial_id = ?) OR (study = ? AND trial_id = ?))""",
-            [tr["method"], [p["image_id"] for p in picks], tr["study"], tr["trial_id"], tr["base_study"], tr["base_trial"]])}
+            [tr["method"], [p["image_id"] for p in picks], tr["study"], tr["trial_id"], tr["base_study"],
+             tr["base_trial"]])}
         images = _load_images(tr["data_path"], [p["image_id"] for p in picks])
         for p in picks:
             img, mask = images.get(p["image_id"], (None, None))
-            out.append({"domain": tr["domain"], "study": tr["study"], "trial_id": tr["trial_id"], "method": tr["method"],
+            out.append({"domain": tr["domain"], "study": tr["study"], "trial_id": tr["trial_id"],
+                        "method": tr["method"],
                         "image_id": p["image_id"], "value": p["value"], "baseline_value": p["baseline_value"],
                         "gain": p["gain"], "image": img, "mask": mask,
                         "baseline_map": maps.get((tr["base_trial"], p["image_id"])),

@@ -73,7 +73,8 @@ def _designs(con, names: list[str]) -> dict[str, dict]:
         SELECT s.name, s.domain, s.spec_json, count(DISTINCT t.number) FILTER (WHERE t.status = 'completed')
         FROM studies s LEFT JOIN trials t ON t.study = s.name AND NOT t.is_baseline
         WHERE list_contains(?, s.name) GROUP BY ALL ORDER BY s.name""", [names]).fetchall()
-    return {n: {"domain": d, "design": json.loads(spec).get("design", "optimize"), "recipes": c} for n, d, spec, c in rows}
+    return {n: {"domain": d, "design": json.loads(spec).get("design", "optimize"), "recipes": c}
+            for n, d, spec, c in rows}
 
 
 def importance_notes(con, names: list[str]) -> list[str]:

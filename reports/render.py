@@ -17,8 +17,9 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 def overview_html(rows: list[dict]) -> str:
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in
-                            ["study", "domain", "design", "status", "trials", "seeds", "completed", "pruned", "failed", "baselines run",
-                             "wall time", "slot use", "best recipe (by validation objective)"]) + "</tr>"
+                            ["study", "domain", "design", "status", "trials", "seeds", "completed", "pruned", "failed",
+                             "baselines run", "wall time", "slot use",
+                             "best recipe (by validation objective)"]) + "</tr>"
     body = []
     for r in rows:
         wall = f"{r['wall_seconds']:.0f} s" if r["wall_seconds"] is not None else "-"
@@ -27,9 +28,9 @@ def overview_html(rows: list[dict]) -> str:
                                             for k, v in b["params"].items())
                                   + f": val {b['val_objective']:.3f}, test {b['test_objective']:.3f}, "
                                     f"AUROC {b['test_auroc']:.3f} ({b['seeds']} seed(s))")
-        cells = [r["name"], r["domain"], r["spec"].get("design", "optimize"), r["status"], r["trials"], r["seeds"], r["completed"], r["pruned"], r["failed"],
-                 r["baselines"], wall, "-" if r.get("slot_utilisation") is None else f"{r['slot_utilisation']:.2f}",
-                 best]
+        cells = [r["name"], r["domain"], r["spec"].get("design", "optimize"), r["status"], r["trials"], r["seeds"],
+                 r["completed"], r["pruned"], r["failed"], r["baselines"], wall,
+                 "-" if r.get("slot_utilisation") is None else f"{r['slot_utilisation']:.2f}", best]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     specs = "".join(f"<details><summary>spec of {html.escape(r['name'])}</summary><pre>"
                     f"{html.escape(json.dumps(r['spec'], indent=2))}</pre></details>" for r in rows)
@@ -58,8 +59,8 @@ def objective_figure(rows: list[dict], metric: str) -> go.Figure:
         fig.add_scatter(x=[r["trial_id"] for r in rs], y=[r["val_objective"] for r in rs], mode="markers",
                         name=f"{study}: validation", marker=dict(color=color, symbol="circle-open", size=9),
                         hovertext=[f"{r['status']} {json.dumps(r['params'])}" for r in rs])
-    fig.update_layout(title=f"Objective ({metric}) per trial", xaxis_title="trial", yaxis_title=metric, xaxis_type="category",
-                      height=420, template="plotly_white")
+    fig.update_layout(title=f"Objective ({metric}) per trial", xaxis_title="trial", yaxis_title=metric,
+                      xaxis_type="category", height=420, template="plotly_white")
     return fig
 
 
@@ -81,7 +82,8 @@ def dimension_figure(rows: list[dict]) -> go.Figure:
                         continue
                     fig.add_scatter(
                         x=[r["value"] for r in pts], y=[r["score"] for r in pts], mode="markers",
-                        marker=dict(color=PALETTE[k % len(PALETTE)], symbol=symbols[d % len(symbols)], size=8, opacity=0.8),
+                        marker=dict(color=PALETTE[k % len(PALETTE)], symbol=symbols[d % len(symbols)], size=8,
+                                    opacity=0.8),
                         name=f"{method} · {domain}", legendgroup=f"{method}{domain}",
                         showlegend=(i == 0 and j == 0), hovertext=[f"trial {r['number']}" for r in pts],
                         row=i + 1, col=j + 1)
@@ -133,7 +135,8 @@ def gains_figure(rows: list[dict], metric: str) -> go.Figure:
                     hovertext=[_gain_hover(r) for r in pts])
                 numeric = all(isinstance(r["params"][dim], (int, float)) and not isinstance(r["params"][dim], bool)
                               for r in pts)
-                t = trend([r["params"][dim] for r in pts], [r["gain"] for r in pts], log=dim in LOG_DIMS) if numeric else None
+                t = (trend([r["params"][dim] for r in pts], [r["gain"] for r in pts], log=dim in LOG_DIMS)
+                     if numeric else None)
                 if t:
                     color = PALETTE[k % len(PALETTE)]
                     fig.add_scatter(x=t["x"] + t["x"][::-1], y=t["high"] + t["low"][::-1], fill="toself", mode="lines",
@@ -145,7 +148,8 @@ def gains_figure(rows: list[dict], metric: str) -> go.Figure:
             fig.update_xaxes(type="log" if dim in LOG_DIMS else "-", row=i + 1, col=j + 1)
     one = any(r["unit"] == UNIT_ONE_MODEL for r in rows)
     fig.update_layout(title=f"Gain in {metric} over the matched no-distillation baseline, per recipe (95% t-intervals "
-                            "over seeds" + ("; hollow: 1 seed, the interval shows test-set sampling only" if one else "")
+                            "over seeds"
+                            + ("; hollow: 1 seed, the interval shows test-set sampling only" if one else "")
                             + "; lines: kernel-smoothed trend with a 95% bootstrap band over recipes)",
                       height=320 * max(1, len(domains)) + 120, template="plotly_white")
     return fig
@@ -173,11 +177,13 @@ def heatmap_figure(table: list[dict], row_factor: str, col_factor: str, metric: 
     bound = max([abs(v) for row in z for v in row if v is not None] + [1e-6])
     fig = go.Figure(go.Heatmap(z=z, x=cols, y=rows, text=text, texttemplate="%{text}", colorscale="RdBu",
                                zmid=0, zmin=-bound, zmax=bound, colorbar=dict(title="gain")))
-    chance = ", ".join(f"{k.removeprefix('chance_')} {table[0][k]:.3f}" for k in table[0] if k.startswith("chance_")) if table else ""
+    chance = (", ".join(f"{k.removeprefix('chance_')} {table[0][k]:.3f}" for k in table[0] if k.startswith("chance_"))
+              if table else "")
     one = any(r["unit"] == UNIT_ONE_MODEL for r in table)
     fig.update_layout(title=f"Mean gain in {metric} by {row_factor} x {col_factor}, 95% seed-level intervals "
                             f"(chance levels: {chance})" + (f"<br>cells of 1 model: {ONE_SEED_NOTE}" if one else ""),
-                      xaxis_title=col_factor, yaxis_title=row_factor, height=160 + 90 * len(rows), template="plotly_white")
+                      xaxis_title=col_factor, yaxis_title=row_factor, height=160 + 90 * len(rows),
+                      template="plotly_white")
     return fig
 
 
@@ -205,7 +211,8 @@ def pareto_figure(rows: list[dict], metric: str, front: set) -> go.Figure:
     trials = [(i, r) for i, r in enumerate(rows) if not r["is_baseline"]]
     bases = [r for r in rows if r["is_baseline"]]
     fig.add_scatter(x=[r["test_auroc"] for _, r in trials], y=[r["localization"] for _, r in trials], mode="markers",
-                    name="trials", marker=dict(size=9, color=["#d62728" if i in front else "#1f77b4" for i, _ in trials]),
+                    name="trials",
+                    marker=dict(size=9, color=["#d62728" if i in front else "#1f77b4" for i, _ in trials]),
                     hovertext=[f"{r['study']} {r['trial_id']} ({r['method']})" for _, r in trials])
     fig.add_scatter(x=[r["test_auroc"] for r in bases], y=[r["localization"] for r in bases], mode="markers",
                     name="baselines (every method)", marker=dict(size=11, symbol="star", color="#2ca02c"),
@@ -252,8 +259,8 @@ def importance_figure(rows: list[dict], metric: str, notes: list[str] | None = N
                         row=1, col=j + 1)
     n = max((r["trials"] for r in rows), default=0)
     title = (f"Importance of each dimension for the gain in {metric}, from sensitivity studies (95% bootstrap over "
-             f"recipes; up to {n} recipes per domain)" if rows else f"Importance of each dimension for the gain in {metric}: "
-             "not estimated")
+             f"recipes; up to {n} recipes per domain)" if rows
+             else f"Importance of each dimension for the gain in {metric}: not estimated")
     fig.update_layout(title=title, barmode="group", height=420 + 18 * len(notes or []), template="plotly_white")
     if notes:
         fig.add_annotation(text="<br>".join(html.escape(n) for n in notes), xref="paper", yref="paper", x=0, y=1,

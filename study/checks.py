@@ -96,7 +96,8 @@ def check_spec(spec: StudySpec) -> None:
         for dep, val in (dist.when or {}).items():
             where = f"search_space.{name}.when.{dep}"
             if dep not in dims or dep == name:
-                raise SpecError(where, f"'{dep}' is not a searched dimension{nearest(dep, [d for d in dims if d != name])}")
+                raise SpecError(where, f"'{dep}' is not a searched dimension"
+                                       f"{nearest(dep, [d for d in dims if d != name])}")
             wanted = val if isinstance(val, list) else [val]
             if isinstance(dims[dep], CategoricalDist):
                 bad = [w for w in wanted if w not in dims[dep].choices]

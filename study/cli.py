@@ -30,7 +30,8 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="Store the study under this name instead of the spec's"),
     replace: bool = typer.Option(False, "--replace", help="Delete a stored study of the same name first"),
     report: bool = typer.Option(True, "--report/--no-report", help="Write reports/<study>.html at the end"),
-    address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (ray://... or HOST:PORT)"),
+    address: Optional[str] = typer.Option(None, "--address",
+                                          help="Join an existing Ray cluster (ray://... or HOST:PORT)"),
     cache_dir: Path = typer.Option(default_cache_dir(), "--cache-dir",
                                    help="Prepared data, fitted teachers and Ray results"),
 ) -> None:
@@ -119,9 +120,11 @@ def _check_science_version(store, name: str, db: Path) -> None:
         made = store.con.execute("SELECT list(DISTINCT engine_version) FROM trials WHERE study = ? AND "
                                  "science_version IS DISTINCT FROM ?", [name, SCIENCE_VERSION]).fetchone()[0]
         packages = ", ".join(sorted(str(m) for m in made if m)) or "unknown"
-        raise StudyError(f"study '{name}' in {db} was made by {' and '.join(describe(v) for v in sorted(other, key=str))}; "
-                         f"this engine (mmpkd-study {engine_version()}) is science version {SCIENCE_VERSION}. Start a new "
-                         f"study (--name NEW, or --replace), or install the engine that made it (mmpkd-study {packages})")
+        raise StudyError(f"study '{name}' in {db} was made by "
+                         f"{' and '.join(describe(v) for v in sorted(other, key=str))}; "
+                         f"this engine (mmpkd-study {engine_version()}) is science version {SCIENCE_VERSION}. "
+                         "Start a new study (--name NEW, or --replace), or install the engine that made it "
+                         f"(mmpkd-study {packages})")
 
 
 @app.command()
@@ -192,7 +195,8 @@ def status(db: Path = typer.Option(Path("studies.duckdb"), "--db", help=DB_HELP)
     if not rows:
         _say(f"no studies in {db}")
         return
-    table = Table("study", "domain", "status", "trials", "completed", "pruned", "failed", "best test objective", "wall s")
+    table = Table("study", "domain", "status", "trials", "completed", "pruned", "failed", "best test objective",
+                  "wall s")
     for r in rows:
         *cells, best, wall = r
         table.add_row(*map(str, cells), "-" if best is None else f"{best:.3f}", "-" if wall is None else f"{wall:.0f}")
@@ -210,7 +214,8 @@ def methods() -> None:
     _say("attention methods: " + ", ".join(METHODS.names()))
     _say("localization metrics: " + ", ".join(METRICS.names()))
     _say("teachers: " + ", ".join(f"{t} ({TEACHERS.get(t).modality})" for t in TEACHERS.names()))
-    _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality}{', real: needs data.root' if DOMAINS.get(d).is_real else ''})"
+    _say("domains: " + ", ".join(f"{d} ({DOMAINS.get(d).modality}"
+                                 f"{', real: needs data.root' if DOMAINS.get(d).is_real else ''})"
                                  for d in DOMAINS.names()))
 
 
@@ -223,7 +228,8 @@ def _resolve(con, names: list[str]) -> list[str]:
         if not hits:
             from mmpkd_core.registry import did_you_mean
 
-            raise StudyError(f"no study '{n}' in the database.{did_you_mean(n, stored)} Stored: {', '.join(stored) or 'none'}")
+            raise StudyError(f"no study '{n}' in the database.{did_you_mean(n, stored)} "
+                             f"Stored: {', '.join(stored) or 'none'}")
         out += hits
     return out
 
@@ -424,7 +430,8 @@ def validate_engine(
     finally:
         con.close()
     table = pd.concat(tables, ignore_index=True)
-    table["verdict"] = [verdict(e, lo, hi) for e, lo, hi in zip(table["expectation"], table["ci_low"], table["ci_high"])]
+    table["verdict"] = [verdict(e, lo, hi)
+                        for e, lo, hi in zip(table["expectation"], table["ci_low"], table["ci_high"])]
     _emit(table, fmt)
     for label, rows in (("privileged - control", table[(table["expectation"] == "null")
                                                        & (table["contrast"] == "privileged - control")]),
@@ -516,8 +523,9 @@ def data_info(
     cfg = _real_data_config(domain, root, image_size, skip_bad, options)
     folder = prepared_path(DOMAINS.get(domain), cfg, str(cache_dir))
     if not (folder / "prepared.json").exists():
-        raise StudyError(f"{domain} at {cfg.root} is not prepared at {image_size}x{image_size}; run: study data prepare "
-                         f"{domain} --root {cfg.root} --image-size {image_size}" + (" --skip-bad" if skip_bad else ""))
+        raise StudyError(f"{domain} at {cfg.root} is not prepared at {image_size}x{image_size}; "
+                         f"run: study data prepare {domain} --root {cfg.root} --image-size {image_size}"
+                         + (" --skip-bad" if skip_bad else ""))
     d = DOMAINS.get(domain).view(cfg, *open_prepared(folder))
     rows = []
     for split in ("train", "val", "test"):

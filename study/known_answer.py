@@ -75,8 +75,8 @@ def compare(budget: int = 64, replicates: int = 5, seed: int = 0) -> dict[str, l
                  importance_table(recipes(design, budget, seed + k), dists, n_boot=0, methods=("fANOVA",))}
                 for k in range(replicates)]
         est = infer([np.array([run[d] for run in runs]) for d in SPACE])
-        out[design] = [{"dimension": d, "importance": est["mean"][i], "low": est["ci_low"][i], "high": est["ci_high"][i],
-                        "replicates": replicates} for i, d in enumerate(SPACE)]
+        out[design] = [{"dimension": d, "importance": est["mean"][i], "low": est["ci_low"][i],
+                        "high": est["ci_high"][i], "replicates": replicates} for i, d in enumerate(SPACE)]
     return out
 
 

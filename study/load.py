@@ -94,7 +94,8 @@ def resolve_real_domain(raw: dict) -> tuple[dict, str | None]:
     stand_in = raw.pop("stand_in", None)
     if stand_in is not None and (not isinstance(stand_in, dict) or
                                  not all(isinstance(v, dict) for v in stand_in.values())):
-        raise SpecError("stand_in", "must be a mapping of spec sections (data:, student:, ...) for the synthetic stand-in")
+        raise SpecError("stand_in",
+                        "must be a mapping of spec sections (data:, student:, ...) for the synthetic stand-in")
     data = raw.get("data")
     root = data.get("root") if isinstance(data, dict) else None
     if isinstance(root, str):

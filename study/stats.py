@@ -70,7 +70,8 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def bootstrap_ci_columns(d: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_ci_columns(d: np.ndarray, n_boot: int = 1000, level: float = 0.95,
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per column of ``d`` (images x comparisons, NaN = no pair): the percentile interval of the mean,
     resampling images -- all columns at once, as one matrix product of resampling counts."""
     d = np.asarray(d, float)

@@ -32,5 +32,6 @@ def teacher_options(spec: StudySpec) -> dict:
     """The spec's teacher options with local paths made absolute (Ray workers run elsewhere)."""
     out = {}
     for name, opts in spec.teacher_options.items():
-        out[name] = {k: str(Path(v).expanduser().resolve()) if k.endswith("_path") and v else v for k, v in opts.items()}
+        out[name] = {k: str(Path(v).expanduser().resolve()) if k.endswith("_path") and v else v
+                     for k, v in opts.items()}
     return out

@@ -67,7 +67,8 @@ def seed_split_contrast(con, study: str, models: str = "privileged") -> pd.DataF
         v = g.pivot(index="seed", columns="image_id", values="value").sort_index()
         half = len(v) // 2
         if half == 0:
-            raise StudyError(f"study '{study}' has fewer than two seeds of {PRIVILEGED if models == 'privileged' else 'its baseline'}")
+            raise StudyError(f"study '{study}' has fewer than two seeds of "
+                             f"{PRIVILEGED if models == 'privileged' else 'its baseline'}")
         diff = v.iloc[:half].to_numpy(float) - v.iloc[half:2 * half].to_numpy(float)
         out.append({"study": study, "method": method, "metric": metric, "seeds": 2 * half, "images": diff.shape[1],
                     "privileged_minus_control": float(np.nanmean(diff)), **seed_interval(diff)})

@@ -20,7 +20,8 @@ KEYS = ("loss", "ce", "kd", "feat", "val_auroc", "val_objective")
 def golden_config(cache_dir: str):
     from mmpkd_core import DataConfig, StudentConfig, TrialConfig
 
-    return TrialConfig(domain="synthetic_ddsm", data=DataConfig(n_train=200, n_val=60, n_test=40, image_size=32, seed=0),
+    return TrialConfig(domain="synthetic_ddsm",
+                       data=DataConfig(n_train=200, n_val=60, n_test=40, image_size=32, seed=0),
                        student=StudentConfig(patch_size=8, embed_dim=32, depth=2, num_heads=2, epochs=1, batch_size=32),
                        teacher="mlp", temperature=2.0, alpha=0.5, beta=0.5, attention_method="rollout", seed=0,
                        eval_methods=("raw_cls", "rollout"), eval_metrics=("relevance_mass", "pixel_auroc"),
@@ -48,5 +49,6 @@ if __name__ == "__main__":
         FIXTURE.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         print(f"wrote {FIXTURE}")
     else:
-        print(json.dumps({"this machine": got, "fixture": json.loads(FIXTURE.read_text()) if FIXTURE.exists() else None},
+        print(json.dumps({"this machine": got,
+                          "fixture": json.loads(FIXTURE.read_text()) if FIXTURE.exists() else None},
                          indent=1, sort_keys=True))

@@ -59,7 +59,8 @@ def cbis_ddsm(root: Path, patients: int = 12, seed: int = 0, size: tuple[int, in
         for view in ("CC", "MLO"):
             split = "test" if p < patients // 3 else "train"
             side = "LEFT" if p % 2 else "RIGHT"
-            case = f"{'Mass' if kind == 'mass' else 'Calc'}-{'Training' if split == 'train' else 'Test'}_{pid}_{side}_{view}"
+            case = (f"{'Mass' if kind == 'mass' else 'Calc'}-{'Training' if split == 'train' else 'Test'}"
+                    f"_{pid}_{side}_{view}")
             malignant = bool((p + (view == "MLO")) % 2)
             n_abn = 2 if (p == patients - 1 and view == "CC") else 1
             centres = [(rng.uniform(10, h - 10), rng.uniform(10, w - 10)) for _ in range(n_abn)]
@@ -125,7 +126,8 @@ def mimic_cxr(root: Path, subjects: int = 16, seed: int = 0, size: tuple[int, in
             report.write_text(f"                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n\n"
                               f" INDICATION:  Cough.\n\n FINDINGS:\n \n {finding}\n\n IMPRESSION:\n \n {impression}\n")
             meta.append([dicom, subject, study, "CHEST (PA AND LAT)", "PA" if k == 0 else "AP", h, w])
-            split_rows.append([dicom, study, subject, "test" if s >= subjects - 3 else ("validate" if s == 0 else "train")])
+            split_rows.append([dicom, study, subject,
+                               "test" if s >= subjects - 3 else ("validate" if s == 0 else "train")])
             label = -1.0 if uncertain else (1.0 if positive else (0.0 if s % 4 else ""))
             row = [subject, study] + ["" for _ in LABELS]
             row[2 + LABELS.index("Pneumonia")] = label
@@ -133,7 +135,8 @@ def mimic_cxr(root: Path, subjects: int = 16, seed: int = 0, size: tuple[int, in
             negbio.append(row)
             if positive and s % 2 == 1:
                 ys, xs = np.nonzero(roi)
-                boxes.append([dicom, "Pneumonia", "pneumonia", f"files/p{str(subject)[:2]}/p{subject}/s{study}/{dicom}.jpg",
+                boxes.append([dicom, "Pneumonia", "pneumonia",
+                              f"files/p{str(subject)[:2]}/p{subject}/s{study}/{dicom}.jpg",
                               xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, w, h])
 
     def write(name, header, body):

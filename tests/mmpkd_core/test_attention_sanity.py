@@ -26,7 +26,8 @@ def blob_domain(n=800, size=32, seed=0) -> DomainData:
     rng = np.random.default_rng(seed)
     yy, xx = grid(n, size)
     y = (rng.random(n) < 0.5).astype(np.int64)
-    blob, roi = lesion(yy, xx, rng.uniform(6, size - 6, n), rng.uniform(6, size - 6, n), rng.uniform(3, 4.5, n), 0.8 * y)
+    blob, roi = lesion(yy, xx, rng.uniform(6, size - 6, n), rng.uniform(6, size - 6, n), rng.uniform(3, 4.5, n),
+                       0.8 * y)
     img = np.clip(0.2 + blob + rng.normal(0, 0.05, (n, size, size)), 0, 1).astype(np.float32)
     split = np.array(["train"] * (n - 200) + ["val"] * 100 + ["test"] * 100)
     return DomainData("blob", "tabular", img[:, None], y, y, roi & (y[:, None, None] == 1), split,
@@ -93,7 +94,8 @@ def test_method_parameters_are_tuned_on_validation_images_only(trained):
     best = relevance_mass_with(model, "rollout", x, masks, chosen["rollout"])
     for fusion in ("mean", "max", "min"):
         for ratio in (0.0, 0.5, 0.9):
-            assert best >= relevance_mass_with(model, "rollout", x, masks, {"head_fusion": fusion, "discard_ratio": ratio})
+            assert best >= relevance_mass_with(model, "rollout", x, masks,
+                                               {"head_fusion": fusion, "discard_ratio": ratio})
 
 
 def relevance_mass_with(model, method, x, masks, params):

@@ -23,7 +23,8 @@ def test_generation_is_deterministic_and_seed_dependent(domain):
 
 @pytest.mark.parametrize("domain", [d for d in DOMAINS.names() if not DOMAINS.get(d).is_real])
 def test_label_noise_flips_exactly_that_share_of_training_labels_only(domain):
-    d = DOMAINS.get(domain).generate(DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=1, label_noise=0.3))
+    d = DOMAINS.get(domain).generate(DataConfig(n_train=100, n_val=30, n_test=30, image_size=32, seed=1,
+                                                label_noise=0.3))
     wrong = d.labels != d.true_labels
     assert wrong[d.index("train")].sum() == 30
     assert not wrong[d.index("val")].any() and not wrong[d.index("test")].any()

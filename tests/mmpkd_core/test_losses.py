@@ -25,7 +25,8 @@ def test_kd_term_scales_with_temperature_squared_and_gradient_flows():
     tch = torch.tensor([[-1.0, 1.0], [0.2, 0.1]])
     y = torch.tensor([0, 1])
     p = kd_loss(s, y, tch, temperature=4.0, alpha=1.0)
-    manual = 16 * torch.nn.functional.kl_div(torch.log_softmax(s / 4, -1), torch.softmax(tch / 4, -1), reduction="batchmean")
+    manual = 16 * torch.nn.functional.kl_div(torch.log_softmax(s / 4, -1), torch.softmax(tch / 4, -1),
+                                             reduction="batchmean")
     assert p["kd"].item() == pytest.approx(manual.item(), rel=1e-5)
     p["loss"].backward()
     assert s.grad.abs().sum() > 0

@@ -48,7 +48,8 @@ def test_a_checkpoint_of_another_shape_is_refused_in_one_line(checkpoint):
     with pytest.raises(ValueError) as err:
         build_student(StudentConfig(pretrained=str(path), patch_size=8, embed_dim=64, depth=2, num_heads=2), 32)
     msg = str(err.value)
-    assert msg.startswith(f"student.pretrained: {path} does not fit vit_tiny_patch16_224 with patch_size 8, embed_dim 64")
+    assert msg.startswith(f"student.pretrained: {path} does not fit vit_tiny_patch16_224 "
+                          "with patch_size 8, embed_dim 64")
     assert "size mismatch" in msg and msg.endswith("set the student's shape to the checkpoint's") and "\n" not in msg
 
 

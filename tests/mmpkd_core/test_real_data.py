@@ -192,8 +192,8 @@ def test_unknown_or_missing_columns(ddsm_root, tmp_path):
     root = copy(ddsm_root, tmp_path)
     csv = root / "calc_case_description_test_set.csv"
     csv.write_text(csv.read_text().replace("pathology", "pathologyy", 1))
-    with pytest.raises(DataError, match="^calc_case_description_test_set.csv has no column 'pathology' \\(1 missing\\); "
-                                        "it has: patient_id, breast_density"):
+    with pytest.raises(DataError, match="^calc_case_description_test_set.csv has no column 'pathology' "
+                                        "\\(1 missing\\); it has: patient_id, breast_density"):
         load_domain("cbis_ddsm", cfg(root), str(tmp_path))
 
 
@@ -232,7 +232,8 @@ def test_cbis_ddsm_reads_nbias_descriptive_layout(ddsm_root, tmp_path):
             f.rename(dst)
         for d in sorted((p for p in case.glob("1.3.6.*")), reverse=True):
             shutil.rmtree(d)
-    crop = tree / "Calc-Test_P_00001_RIGHT_CC_1" / "07-20-2016-DDSM-NA-74994" / "1.000000-cropped images-24515" / "1-1.dcm"
+    crop = (tree / "Calc-Test_P_00001_RIGHT_CC_1" / "07-20-2016-DDSM-NA-74994" / "1.000000-cropped images-24515"
+            / "1-1.dcm")
     real_layouts.write_dicom(crop, np.zeros((9, 9), dtype=np.uint8))  # a cropped image beside the mask: not picked
     a = load_domain("cbis_ddsm", cfg(ddsm_root), str(tmp_path / "a"))
     b = load_domain("cbis_ddsm", cfg(root), str(tmp_path / "b"))

@@ -97,5 +97,6 @@ def test_a_trial_on_a_prepared_cache_does_not_read_it_into_memory(tmp_path):
     big, got = trial_growth(tmp_path, 3600)
     more_cache = 3000 * 160 * 160
     assert big - small < 0.25 * more_cache, (f"peak RSS grew by {big / 2**20:.0f} MB on 3,600 images against "
-                                             f"{small / 2**20:.0f} MB on 600; the cache is {more_cache / 2**20:.0f} MB larger")
+                                             f"{small / 2**20:.0f} MB on 600; "
+                                             f"the cache is {more_cache / 2**20:.0f} MB larger")
     assert got["val_auroc"] > 0.6  # it trained on the images it streamed (a bright disc on positives)

@@ -31,7 +31,8 @@ def test_bert_scratch_says_how_long_cross_fitting_takes_and_what_to_choose(monke
 def test_the_forecast_is_said_before_the_fit(monkeypatch, tmp_path, capsys):
     mlp = TEACHERS.get("mlp")
     monkeypatch.setattr(mlp, "forecast", classmethod(lambda cls, data, options: f"{len(data.index('train'))} rows"))
-    teacher_outputs("mlp", "synthetic_ddsm", DataConfig(n_train=60, n_val=20, n_test=20, image_size=16), 0, str(tmp_path))
+    teacher_outputs("mlp", "synthetic_ddsm", DataConfig(n_train=60, n_val=20, n_test=20, image_size=16), 0,
+                    str(tmp_path))
     assert "teacher mlp (seed 0): 60 rows\n" in capsys.readouterr().err
 
 

@@ -49,7 +49,8 @@ def test_every_figure_renders_offline(demo_db, tmp_path):
         if "importance is not estimated" in block:  # an optimise study: the panel says why instead of drawing bars
             assert 'class="annotation"' in block and 'class="trace' not in block, fig
             continue
-        assert re.search(r'class="(point|scatterlayer|heatmaplayer|trace|parcoords)', block), f"{fig} has no plot elements"
+        assert re.search(r'class="(point|scatterlayer|heatmaplayer|trace|parcoords)', block), (
+            f"{fig} has no plot elements")
 
 
 def test_png_export_writes_one_image_per_figure(demo_db, tmp_path):

@@ -20,5 +20,6 @@ def test_report_of_1000_trials_stays_under_20_mb(tmp_path):
     build_report(db, ["simulated"], str(out))
     assert out.stat().st_size < 20e6
     con = duckdb.connect(db, read_only=True)
-    assert con.execute("SELECT count(*) FROM gains WHERE model_ci_low <= gain AND gain <= model_ci_high").fetchone()[0] == 6000
+    assert con.execute(
+        "SELECT count(*) FROM gains WHERE model_ci_low <= gain AND gain <= model_ci_high").fetchone()[0] == 6000
     con.close()

@@ -30,8 +30,8 @@ def test_ablation_values(demo_db):
     gain = rows[("mlp", "rollout")]
     base_mean = con.execute("SELECT avg(value) FROM localization WHERE trial_id = 'baseline-b0' AND method = 'rollout'"
                             " AND metric = 'relevance_mass'").fetchone()[0]
-    expected = con.execute("SELECT avg(value) FROM localization WHERE trial_id IN ('0000', '0001') AND method = 'rollout'"
-                           " AND metric = 'relevance_mass'").fetchone()[0] - base_mean
+    expected = con.execute("SELECT avg(value) FROM localization WHERE trial_id IN ('0000', '0001')"
+                           " AND method = 'rollout' AND metric = 'relevance_mass'").fetchone()[0] - base_mean
     assert gain.gain == pytest.approx(expected, abs=1e-12)
     # two recipes of one seed, both gaining the same: inferred over recipes, a zero-width interval, and a row
     # that says its baseline's seed variation is not counted and that 2 units cannot reach 0.05 (floor 2/2^2)
@@ -118,8 +118,10 @@ def test_a_privileged_teacher_is_read_against_its_control(demo_db):
         "SELECT method || '|' || metric, list(value ORDER BY image_id) FROM localization "
         "WHERE trial_id = 'baseline-b0' GROUP BY ALL").fetchall()}
     for i in (4, 5):  # the control's students gain +0.1 relevance mass under rollout
-        s = {k: list(np.clip(np.array(v) + (0.1 if k == "rollout|relevance_mass" else 0.0), 0, 1)) for k, v in base.items()}
-        store.trial_started("demo", f"{i:04d}", i, config("matched_mlp", 0.5), {"teacher": "matched_mlp"}, f"h{i}", "b0")
+        s = {k: list(np.clip(np.array(v) + (0.1 if k == "rollout|relevance_mass" else 0.0), 0, 1))
+             for k, v in base.items()}
+        store.trial_started("demo", f"{i:04d}", i, config("matched_mlp", 0.5), {"teacher": "matched_mlp"}, f"h{i}",
+                            "b0")
         store.trial_finished("demo", f"{i:04d}", "completed", EPOCHS, result(0, s))
     store.close()
     con = duckdb.connect(str(demo_db), read_only=True)

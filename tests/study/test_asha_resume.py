@@ -34,7 +34,8 @@ def run(cwd, cache_dir, db):
 
 def decisions(db) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute("SELECT number, status, epochs_done FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    rows = con.execute(
+        "SELECT number, status, epochs_done FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
     con.close()
     return rows
 

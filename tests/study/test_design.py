@@ -53,7 +53,8 @@ def test_ablation_recipes_one_at_a_time_and_factorial():
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"design": "ablation"}, "ablation: design: ablation needs an 'ablation:' section with 'reference:' and 'factors:'"),
+    ({"design": "ablation"},
+     "ablation: design: ablation needs an 'ablation:' section with 'reference:' and 'factors:'"),
     ({"design": "ablation", "ablation": {"factors": {"alpha": [0.1]}}}, "ablation.reference: missing required key"),
     ({"design": "ablation", "ablation": {"reference": {"alpha": 0.5}}}, "ablation.factors: missing required key"),
     ({"design": "ablation", "ablation": {"reference": {}, "factors": {"temprature": [2.0]}}},
@@ -87,7 +88,8 @@ def test_sensitivity_then_ablation_from_its_best_recipe(tmp_path, cache_dir):
     sens = {"name": "sens", **TINY, "design": "sensitivity", "seeds": [0, 1], "search_space": SPACE,
             "executor": {**local, "trials": 4, "seed": 1}}
     abl = {"name": "abl", **TINY, "design": "ablation", "seeds": [0, 1], "executor": local,
-           "ablation": {"reference": {"best_of": "sens"}, "factors": {"temperature": [2.0], "teacher": ["lightgbm", "mlp"]}}}
+           "ablation": {"reference": {"best_of": "sens"},
+                        "factors": {"temperature": [2.0], "teacher": ["lightgbm", "mlp"]}}}
     for name, raw in (("sens.yaml", sens), ("abl.yaml", abl)):
         (tmp_path / name).write_text(yaml.safe_dump(raw))
     missing = cli(["run", "abl.yaml", "--db", "s.duckdb", "--no-report"], tmp_path, cache_dir)
@@ -118,7 +120,8 @@ def test_sensitivity_then_ablation_from_its_best_recipe(tmp_path, cache_dir):
     ref = json.loads(best)
     assert json.loads(cells[0][3]) == ref and all(c[1:3] == (2, "completed") for c in cells)
     assert len(cells) == 1 + 1 + 1  # temperature 2.0, and the teacher the reference does not use
-    table = cli(["ablate", "abl", "--metric", "relevance_mass", "--format", "csv", "--db", "s.duckdb"], tmp_path, cache_dir)
+    table = cli(["ablate", "abl", "--metric", "relevance_mass", "--format", "csv", "--db", "s.duckdb"], tmp_path,
+                cache_dir)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].startswith("cell,number,method,gain,ci_low,ci_high,unit,seeds,over_reference,over_reference_low")

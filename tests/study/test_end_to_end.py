@@ -83,7 +83,8 @@ def test_ray_study_end_to_end_through_the_cli(tmp_path, cache_dir):
     from mmpkd_core.attention import CHANCE, available
 
     real = [m for m in available() if m not in CHANCE]
-    assert con.execute("SELECT count(DISTINCT method) FROM maps WHERE trial_id LIKE 'baseline-%'").fetchone()[0] == len(real)
+    assert con.execute(
+        "SELECT count(DISTINCT method) FROM maps WHERE trial_id LIKE 'baseline-%'").fetchone()[0] == len(real)
     con.close()
     status = run_cli(["status", "--db", "t.duckdb"], tmp_path, cache_dir)
     assert status.returncode == 0 and "tiny-ray" in status.stdout
@@ -116,7 +117,8 @@ def test_bad_spec_stops_before_anything_is_written(tmp_path, cache_dir):
     assert out.returncode == 1
     assert out.stderr.strip() == (
         "error: bad.yaml: search_space.teacher.choices[0]: teacher 'bert_scratch' reads text but domain "
-        "'synthetic_ddsm' has tabular; use one of: image_self, label_smoothing, lightgbm, matched_lightgbm, matched_mlp, mlp")
+        "'synthetic_ddsm' has tabular; use one of: image_self, label_smoothing, lightgbm, matched_lightgbm, "
+        "matched_mlp, mlp")
     assert out.stdout == ""
     assert not (tmp_path / "t.duckdb").exists()
 
@@ -161,7 +163,8 @@ def test_max_failures_stops_the_study_with_a_summary(tmp_path, cache_dir):
     (tmp_path / "f.yaml").write_text(FAILING.format(kind="local", extra=", max_failures: 0"))
     out = run_cli(["run", "f.yaml", "--db", "t.duckdb", "--no-report"], tmp_path, cache_dir)
     assert out.returncode == 1
-    assert out.stderr.startswith("error: study 'failing' stopped: 1 trials failed (executor.max_failures 0); last error:")
+    assert out.stderr.startswith("error: study 'failing' stopped: 1 trials failed (executor.max_failures 0); "
+                                 "last error:")
     con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
     assert con.execute("SELECT status FROM studies").fetchone() == ("stopped",)
     con.close()
@@ -176,7 +179,8 @@ def test_a_second_study_on_the_same_domain_and_seed_runs_no_new_baseline(tmp_pat
         assert out.returncode == 0, out.stderr[-2000:]
     assert "baselines: 1 reused from the database" in out.stdout
     con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
-    assert con.execute("SELECT study, count(*) FROM trials WHERE is_baseline GROUP BY study").fetchall() == [("first", 1)]
+    assert con.execute(
+        "SELECT study, count(*) FROM trials WHERE is_baseline GROUP BY study").fetchall() == [("first", 1)]
     # the second study's gains are paired with the first study's baseline
     assert con.execute("SELECT count(*) FROM gains WHERE study = 'second'").fetchone()[0] == 2 * 2
     con.close()

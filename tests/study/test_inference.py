@@ -73,8 +73,8 @@ def seeds_db(tmp_path):
         for number, teacher, shift in ((0, "mlp", [0.1, 0.2, 0.3]), (1, "matched_mlp", [0.0, 0.1, 0.1])):
             s = {k: [x + (shift[seed] if k.startswith("rollout") else 0.0) for x in v] for k, v in base.items()}
             tid = f"{number:04d}.s{seed}"
-            store.trial_started("seeds", tid, number, config(teacher, 0.5, seed), {"teacher": teacher}, f"h{number}{seed}",
-                                f"b{seed}")
+            store.trial_started("seeds", tid, number, config(teacher, 0.5, seed), {"teacher": teacher},
+                                f"h{number}{seed}", f"b{seed}")
             store.trial_finished("seeds", tid, "completed", EPOCHS, result(seed, s))
     refresh_gains(store, "seeds", n_boot=200)
     store.finish_study("seeds", "completed", 1.0)
@@ -95,7 +95,8 @@ def test_a_recipe_with_seeds_is_inferred_over_its_seeds(seeds_db):
     assert (mlp["unit"], mlp["n"], mlp["seeds"], mlp["recipes"]) == (UNIT_SEED, 3, 3, 1)
     assert (mlp["gain"], mlp["ci_low"], mlp["ci_high"]) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
     assert (mlp["p_value"], mlp["p_floor"], mlp["reachable"]) == (pytest.approx(0.25), 0.25, False)
-    assert stored[:2] == (UNIT_SEED, 3) and stored[2:] == pytest.approx((0.2, 0.2 - half, 0.2 + half, 0.25, 0.25, False))
+    assert stored[:2] == (UNIT_SEED, 3) and stored[2:] == pytest.approx((0.2, 0.2 - half, 0.2 + half, 0.25, 0.25,
+                                                                         False))
     # over its control, paired by seed: differences 0.1, 0.1, 0.2
     d = np.array([0.1, 0.1, 0.2])
     half = T975_2 * d.std(ddof=1) / np.sqrt(3)
@@ -138,9 +139,10 @@ def test_study_seeds_on_a_one_seed_study_names_the_seeds_key(demo_db):
 
     out = subprocess.run([sys.executable, "-m", "study.cli", "seeds", "demo", "--db", str(demo_db)],
                          capture_output=True, text=True, timeout=120)
-    assert (out.returncode, out.stderr.strip()) == (1, "error: study 'demo' ran every recipe with 1 seed; 'study seeds' "
-                                                       "needs 2 or more seeds per recipe to estimate the seed variance: "
-                                                       "set 'seeds: [0, 1, 2]' in the spec and run it")
+    assert (out.returncode, out.stderr.strip()) == (
+        1, "error: study 'demo' ran every recipe with 1 seed; 'study seeds' "
+           "needs 2 or more seeds per recipe to estimate the seed variance: "
+           "set 'seeds: [0, 1, 2]' in the spec and run it")
     bad = subprocess.run([sys.executable, "-m", "study.cli", "seeds", "demo", "--effect", "0", "--db", str(demo_db)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("error: --effect 0.0: give the smallest gain worth detecting")

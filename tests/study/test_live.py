@@ -64,7 +64,8 @@ def test_readers_answer_from_the_published_state_while_the_writer_holds_the_data
         status = study(["status", "--db", "s.duckdb"], tmp_path)
         assert status.returncode == 0, status.stderr
         assert re.search(r"as of \d\d:\d\d:\d\d \(\d+ s ago\): live: 1 of 4 trials \(0 running\)", status.stdout)
-        assert re.search(r"live[\s│]+synthetic_ddsm[\s│]+running[\s│]+2[\s│]+2[\s│]+0[\s│]+0", status.stdout)  # baseline + trial 0
+        # baseline + trial 0
+        assert re.search(r"live[\s│]+synthetic_ddsm[\s│]+running[\s│]+2[\s│]+2[\s│]+0[\s│]+0", status.stdout)
         q = study(["query", "SELECT count(*) AS n FROM trials WHERE NOT is_baseline", "--db", "s.duckdb",
                    "--format", "csv"], tmp_path)
         assert q.returncode == 0, q.stderr
@@ -102,7 +103,8 @@ def test_readers_answer_from_the_published_state_while_the_writer_holds_the_data
             writer.wait()
     # the writer is gone: the database itself is read, without a note, and nothing was lost
     status = study(["status", "--db", "s.duckdb"], tmp_path)
-    assert "as of" not in status.stdout and re.search(r"live[\s│]+synthetic_ddsm[\s│]+completed[\s│]+5[\s│]+5", status.stdout)
+    assert "as of" not in status.stdout and re.search(r"live[\s│]+synthetic_ddsm[\s│]+completed[\s│]+5[\s│]+5",
+                                                      status.stdout)
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM trials WHERE status = 'completed'").fetchone()[0] == 5
     assert con.execute("SELECT count(*) FROM localization").fetchone()[0] == 5 * 4 * 2 * 30

@@ -18,8 +18,8 @@ def test_the_line_counts_trials_and_estimates_the_time_left(monkeypatch):
     assert line.text() == "demo: preparing (0:00 elapsed)"
     line.update(finished=0, total=8, running=2, baselines=0, best=None, completed=0, pruned=0, failed=0)
     clock[0] = 130.0
-    assert line.text() == ("demo: 0/8 recipes finished (0 completed, 0 pruned, 0 failed), 2 running; best val objective "
-                           "- (max); 0:30 elapsed, time left: after the first recipe")
+    assert line.text() == ("demo: 0/8 recipes finished (0 completed, 0 pruned, 0 failed), 2 running; "
+                           "best val objective - (max); 0:30 elapsed, time left: after the first recipe")
     line.update(finished=3, total=8, running=2, baselines=1, best=0.61234, completed=2, pruned=1, failed=0)
     clock[0] = 190.0  # 3 recipes in 90 s: 5 more take about 150 s
     assert line.text() == ("demo: 3/8 recipes finished (2 completed, 1 pruned, 0 failed), 2 running, 1 baseline(s) "
@@ -72,7 +72,7 @@ def test_study_run_draws_the_line_on_a_terminal_and_not_in_a_log(tmp_path, cache
     assert run.wait(timeout=600) == 0, tty[-3000:]
     assert "progress: 1/2 recipes finished (1 completed, 0 pruned, 0 failed)" in tty
     assert "trial [2/2] teacher=mlp" in tty  # the per-trial lines scroll above the live line
-    log = subprocess.run(cmd + ["--db", "tty.duckdb", "--name", "logged"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=600)
+    log = subprocess.run(cmd + ["--db", "tty.duckdb", "--name", "logged"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
     assert log.returncode == 0, log.stderr
     assert "recipes finished" not in log.stdout + log.stderr and "trial [2/2] teacher=mlp" in log.stdout

@@ -43,14 +43,16 @@ def test_cbis_ddsm_prepare_info_and_two_studies_that_share_the_cache(roots, tmp_
     out = cli(["data", "prepare", "cbis_ddsm", "--root", str(ddsm), "--image-size", "32"], tmp_path, cache)
     assert out.returncode == 0, out.stderr
     assert "preparing cbis_ddsm: 24 images" in out.stdout and "prepared: 24 images (0 skipped) at 32x32" in out.stdout
-    info = cli(["data", "info", "cbis_ddsm", "--root", str(ddsm), "--image-size", "32", "--format", "csv"], tmp_path, cache)
+    info = cli(["data", "info", "cbis_ddsm", "--root", str(ddsm), "--image-size", "32", "--format", "csv"], tmp_path,
+               cache)
     assert info.returncode == 0, info.stderr
     table = pd.read_csv(io.StringIO(info.stdout.split("prepared cache:")[0])).set_index("split")
     assert table["images"].sum() == 24 and table.loc["test", "images"] == 8
     assert (table["roi_share"] == 1.0).all() and table["positive"].sum() == 12
 
-    (tmp_path / "ddsm.yaml").write_text(SPEC.format(name="real-ddsm", domain="cbis_ddsm", var="TEST_DDSM_ROOT", options="",
-                                                    teachers="lightgbm, matched_lightgbm", kind="local", trials=2))
+    (tmp_path / "ddsm.yaml").write_text(SPEC.format(name="real-ddsm", domain="cbis_ddsm", var="TEST_DDSM_ROOT",
+                                                    options="", teachers="lightgbm, matched_lightgbm", kind="local",
+                                                    trials=2))
     run = cli(["run", "ddsm.yaml", "--db", "s.duckdb", "--no-report"], tmp_path, cache, TEST_DDSM_ROOT=str(ddsm))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "preparing" not in run.stdout  # `data prepare` made the cache: the study decodes nothing
@@ -96,10 +98,14 @@ def test_mimic_cxr_study_on_ray_with_the_minilm_teacher_and_a_report(roots, tmp_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["data", "prepare", "cbis_ddsm", "--root", "/nonexistent/x"], "error: --root /nonexistent/x: does not exist or is not a folder"),
-    (["data", "prepare", "synthetic_ddsm", "--root", "."], "error: 'synthetic_ddsm' is not a real domain; use one of: cbis_ddsm, mimic_cxr"),
-    (["data", "prepare", "cbis_ddsm", "--root", ".", "--option", "colour=red"], "error: --option colour: Extra inputs are not permitted; cbis_ddsm takes: abnormality, "),
-    (["data", "prepare", "cbis_ddsm", "--root", ".", "--option", "abnormality"], "error: --option 'abnormality': write KEY=VALUE"),
+    (["data", "prepare", "cbis_ddsm", "--root", "/nonexistent/x"],
+     "error: --root /nonexistent/x: does not exist or is not a folder"),
+    (["data", "prepare", "synthetic_ddsm", "--root", "."],
+     "error: 'synthetic_ddsm' is not a real domain; use one of: cbis_ddsm, mimic_cxr"),
+    (["data", "prepare", "cbis_ddsm", "--root", ".", "--option", "colour=red"],
+     "error: --option colour: Extra inputs are not permitted; cbis_ddsm takes: abnormality, "),
+    (["data", "prepare", "cbis_ddsm", "--root", ".", "--option", "abnormality"],
+     "error: --option 'abnormality': write KEY=VALUE"),
 ])
 def test_data_command_bad_input_is_one_line(tmp_path, args, message):
     out = cli(args, tmp_path, tmp_path / "cache")

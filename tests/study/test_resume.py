@@ -65,7 +65,8 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     proc.wait(timeout=60)
 
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
-    before = con.execute("SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    before = con.execute(
+        "SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
     con.close()
     assert {s for _, s, _ in before} == {"completed", "running"}, before
     killed = {n: json.loads(p) for n, s, p in before if s == "running"}
@@ -76,7 +77,8 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     assert "resuming killed:" in resumed.stdout
 
     con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
-    after = con.execute("SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
+    after = con.execute(
+        "SELECT number, status, params_json FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
     assert [n for n, _, _ in after] == list(range(6))  # every planned recipe exactly once
     assert all(s == "completed" for _, s, _ in after)
     for n, params in killed.items():  # the interrupted recipes ran again with the same sampled values

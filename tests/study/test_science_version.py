@@ -74,7 +74,8 @@ def test_caches_of_another_version_are_made_again(tmp_path, capsys):
     assert (PREPARED_COUNT["generated"], FIT_COUNT["fitted"]) == (generated, fitted)  # same version: reused
     marker.write_text(json.dumps({"science_version": SCIENCE_VERSION - 1}))
     (path,) = (tmp_path / "teachers").glob("synthetic_ddsm-mlp-*.npz")
-    np.savez(open(path, "wb"), logits=out.logits, embedding=out.embedding, metrics=json.dumps(out.metrics))  # no version
+    # no version
+    np.savez(open(path, "wb"), logits=out.logits, embedding=out.embedding, metrics=json.dumps(out.metrics))
     capsys.readouterr()
     load_domain("synthetic_ddsm", cfg, tmp_path)
     again = teacher_outputs("mlp", "synthetic_ddsm", cfg, 0, tmp_path)
@@ -91,7 +92,8 @@ def test_caches_of_another_version_are_made_again(tmp_path, capsys):
 def test_a_baseline_of_another_version_is_run_again(tmp_path, cache_dir):
     import yaml
 
-    raw = {"name": "a", "domain": "synthetic_ddsm", "data": {"n_train": 120, "n_val": 40, "n_test": 40, "image_size": 32},
+    raw = {"name": "a", "domain": "synthetic_ddsm",
+           "data": {"n_train": 120, "n_val": 40, "n_test": 40, "image_size": 32},
            "student": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "epochs": 1},
            "search_space": {"alpha": {"type": "float", "low": 0.1, "high": 0.9}},
            "evaluation": {"methods": ["raw_cls"], "metrics": ["pointing_game"]},

@@ -11,7 +11,8 @@ GOOD = textwrap.dedent("""\
     name: ddsm-demo
     domain: synthetic_ddsm
     data: {n_train: 600, n_val: 150, n_test: 150, image_size: 48, seed: 0}
-    student: {model: vit_tiny_patch16_224, patch_size: 8, embed_dim: 64, depth: 3, num_heads: 4, epochs: 3, batch_size: 32}
+    student: {model: vit_tiny_patch16_224, patch_size: 8, embed_dim: 64, depth: 3, num_heads: 4, epochs: 3,
+              batch_size: 32}
     search_space:
       teacher: {type: categorical, choices: [lightgbm, mlp]}
       temperature: {type: float, low: 1.0, high: 8.0, log: true}
@@ -72,13 +73,15 @@ BAD = [
      "objective.metric: unknown localization metric 'pointing_gam' (did you mean 'pointing_game'?); "
      "known: cnr, iou_top_k, pixel_auprc, pixel_auroc, pointing_game, relevance_mass, relevance_rank"),
     ("n_train: 600", "n_trian: 600", "data.n_trian: unknown key (did you mean 'n_train'?)"),
-    ("epochs: 3", "epochs: three", "student.epochs: input should be a valid integer, unable to parse string as an integer (got 'three')"),
+    ("epochs: 3", "epochs: three",
+     "student.epochs: input should be a valid integer, unable to parse string as an integer (got 'three')"),
     ("domain: synthetic_ddsm", "domain: synthetic_dsm",
-     "domain: unknown domain 'synthetic_dsm' (did you mean 'synthetic_ddsm'?); known: cbis_ddsm, mimic_cxr, synthetic_cxr, "
-     "synthetic_ddsm"),
+     "domain: unknown domain 'synthetic_dsm' (did you mean 'synthetic_ddsm'?); "
+     "known: cbis_ddsm, mimic_cxr, synthetic_cxr, synthetic_ddsm"),
     ("  alpha: {type: float", "  alfa: {type: float",
      "search_space.alfa: unknown dimension (did you mean 'alpha'?); known: teacher, temperature, alpha, beta, "
-     "attention_method, seed, patch_size, embed_dim, depth, num_heads, epochs, batch_size, lr, weight_decay, warmup_epochs"),
+     "attention_method, seed, patch_size, embed_dim, depth, num_heads, epochs, batch_size, lr, weight_decay, "
+     "warmup_epochs"),
     ("alpha: {type: float, low: 0.0, high: 1.0}", "alpha: {type: float, low: 0.0, high: 1.5}",
      "search_space.alpha: alpha must lie in [0.0, 1.0] (got 1.5)"),
     ("kind: ray", "kind: slurm", "executor.kind: input should be 'ray' or 'local' (got 'slurm')"),

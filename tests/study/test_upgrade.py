@@ -56,7 +56,8 @@ def test_a_study_killed_under_the_previous_store_schema_is_resumed(tmp_path, cac
     assert "resuming upgraded: 2 recipes kept, 1 interrupted ones run again, 0 still to sample" in out.stdout
     assert "baselines: 1 reused from the database" in out.stdout
     con = duckdb.connect("old.duckdb", read_only=True)
-    rows = con.execute("SELECT trial_id, status, params_json FROM trials WHERE NOT is_baseline ORDER BY trial_id").fetchall()
+    rows = con.execute(
+        "SELECT trial_id, status, params_json FROM trials WHERE NOT is_baseline ORDER BY trial_id").fetchall()
     study = con.execute("SELECT status, planned_trials, slots FROM studies").fetchone()
     con.close()
     assert [(t, s) for t, s, _ in rows] == [("0000", "completed"), ("0001", "completed"), ("0002", "completed")]

@@ -60,12 +60,14 @@ def test_seed_halves_are_paired_by_image(tmp_path):
         shift = 0.1 if seed >= 2 else 0.0
         s = {k: [x + shift for x in v] for k, v in base.items()}
         tid = f"t{seed}"
-        store.trial_started("aa", tid, 0, config("bert_scratch", 0.5, seed), {"teacher": "bert_scratch"}, f"h{seed}", "b0")
+        store.trial_started("aa", tid, 0, config("bert_scratch", 0.5, seed), {"teacher": "bert_scratch"}, f"h{seed}",
+                            "b0")
         store.trial_finished("aa", tid, "completed", EPOCHS, result(seed, s))
     store.close()
     con = duckdb.connect(str(tmp_path / "v.duckdb"), read_only=True)
     t = seed_split_contrast(con, "aa")
     con.close()
-    assert list(t["metric"]) == ["pointing_game", "relevance_mass"] and (t["seeds"] == 4).all() and (t["images"] == 30).all()
+    assert (list(t["metric"]) == ["pointing_game", "relevance_mass"] and (t["seeds"] == 4).all()
+            and (t["images"] == 30).all())
     np.testing.assert_allclose(t["privileged_minus_control"], -0.1, atol=1e-12)
     np.testing.assert_allclose(t[["ci_low", "ci_high"]].to_numpy(), -0.1, atol=1e-12)
