@@ -65,7 +65,8 @@ def prepare(spec: StudySpec, base, cache_dir: str, say) -> str:
             with torch_threads(base.threads):
                 out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir,
                                       json.loads(base.teacher_options))
-            note = " (a control that reads the labels: not a measure of skill)" if TEACHERS.get(str(t)).reads_labels else ""
+            note = (" (a control that reads the labels: not a measure of skill)" if TEACHERS.get(str(t)).reads_labels
+                    else "")
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
     return data.subset
@@ -168,7 +169,7 @@ class Recorder:
         self.recipes = max(self.recipes, number + 1)
         self.rows[key] = {}
         for seed in self.seeds:
-            cfg = self.base.with_params({**params, "seed": seed}) if "seed" not in params else self.base.with_params(params)
+            cfg = self.base.with_params(params if "seed" in params else {**params, "seed": seed})
             tid = f"{number:04d}" if len(self.seeds) == 1 else f"{number:04d}.s{seed}"
             self.rows[key][cfg.seed] = tid
             self.epochs[tid] = []
@@ -238,7 +239,9 @@ class Recorder:
     def _line(self, key, status, results, error, params, eps) -> str:
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items()) or "no distillation"
         if status == "completed":
-            mean = lambda k: sum(r[k] for r in results) / len(results)
+            def mean(k: str) -> float:
+                return sum(r[k] for r in results) / len(results)
+
             tail = (f"val {_fmt(mean('val_objective'))} test {_fmt(mean('test_objective'))} "
                     f"AUROC {_fmt(mean('test_auroc'))} ({sum(r['trial_seconds'] for r in results):.1f} s)")
         elif status == "pruned":
@@ -311,7 +314,9 @@ def slots(spec: StudySpec, address: str | None = None) -> int:
     ex = spec.executor
     if ex.kind == "local":
         return 1
-    return ex.max_concurrent if address else max(1, min(ex.max_concurrent, int((os.cpu_count() or 1) // ex.resources.cpu)))
+    if address:
+        return ex.max_concurrent
+    return max(1, min(ex.max_concurrent, int((os.cpu_count() or 1) // ex.resources.cpu)))
 
 
 def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: str, address: str | None,
@@ -364,7 +369,8 @@ def baselines_to_run(configs: list, rec: Recorder) -> list:
     from mmpkd_core.version import SCIENCE_VERSION, describe
 
     done = rec.store.completed_baselines(SCIENCE_VERSION)
-    todo = [c for c in {c.config_hash(): c for c in configs}.values() if SCIENCE_VERSION not in done.get(c.config_hash(), ())]
+    todo = [c for c in {c.config_hash(): c for c in configs}.values()
+            if SCIENCE_VERSION not in done.get(c.config_hash(), ())]
     for c in todo:
         for v in sorted(done.get(c.config_hash(), ()), key=str):
             rec.say(f"baseline for seed {c.seed} made by {describe(v)}; this engine is science version "
@@ -436,7 +442,8 @@ def summarize(store: Store, study: str, wall: float, mode: str) -> Outcome:
         f"SELECT number, any_value(params_json), avg(val_objective) AS v, avg(test_objective), avg(test_auroc) "
         f"FROM trials WHERE study = ? AND status = 'completed' AND NOT is_baseline GROUP BY number "
         f"ORDER BY v {order} NULLS LAST LIMIT 1", [study]).fetchone()
-    best = None if row is None else dict(zip(["recipe", "params", "val_objective", "test_objective", "test_auroc"], row))
+    keys = ["recipe", "params", "val_objective", "test_objective", "test_auroc"]
+    best = None if row is None else dict(zip(keys, row))
     return Outcome(study, counts, best, wall)
 
 

@@ -89,7 +89,8 @@ def check_address(address: str, timeout: float = 10.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             return
     except OSError as err:
-        why = f"no answer within {timeout:g} s" if isinstance(err, socket.timeout) else (err.strerror or str(err)).lower()
+        why = (f"no answer within {timeout:g} s" if isinstance(err, socket.timeout)
+               else (err.strerror or str(err)).lower())
     raise StudyError(f"--address {address}: no Ray cluster answers there ({why}); start a "
                      "head with 'ray start --head --port 6379' (and 'ray start --address HEAD:6379' on each worker), "
                      "or leave --address out to run on this machine")
@@ -107,7 +108,8 @@ def ray_session(spec: StudySpec, address: str | None):
     if started_here:
         # without --address, always a new local instance on loopback (never a cluster found lying around)
         local = {} if address else {"_node_ip_address": "127.0.0.1"}
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local,
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 **local,
                  num_cpus=None if address else max(os.cpu_count() or 1, int(spec.executor.resources.cpu)),
                  runtime_env={"env_vars": {k: os.environ[k] for k in QUIET_ENV}})
     try:
