@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
     node = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *node], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    worker = None
+    worker = study = None
     try:
         wait_for_port(port, head)
         worker = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env,
@@ -41,15 +42,25 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
         study = subprocess.Popen([sys.executable, "-m", "study.cli", "run", "tiny.yaml", "--db", "t.duckdb",
                                   "--no-report", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        t0 = time.monotonic()
-        lost = None
-        while lost is None and study.poll() is None and time.monotonic() - t0 < 300:
-            on_head, on_worker = (trial_workers(p.pid) for p in (head, worker))
-            if on_head and on_worker:  # a trial on each node: the worker node goes, with every process it started
-                lost = kill_node(worker)
+        lines: list[str] = []
+
+        def read() -> None:
+            for line in study.stdout:
+                lines.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        t0, lost = time.monotonic(), None
+        while lost is None and study.poll() is None and time.monotonic() - t0 < 400:
+            # once the baseline has run, the recipes run two at once, so one on each node (one CPU each): the
+            # worker node goes while it runs one, with every process it started
+            if any(line.startswith("baseline ") for line in lines) and trial_workers(worker.pid):
+                lost, t_lost = kill_node(worker), time.monotonic()
             time.sleep(0.2)
-        out = study.communicate(timeout=600)[0]
-        assert lost, "no moment with a trial on each node\n" + out[-3000:]
+        study.wait(timeout=600)
+        reader.join(timeout=30)
+        out = "".join(lines)
+        assert lost, "the worker node ran no recipe\n" + out[-3000:]
         assert study.returncode == 0, out[-3000:]
         con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
         rows = con.execute("SELECT number, status, error FROM trials WHERE NOT is_baseline ORDER BY number").fetchall()
@@ -59,10 +70,14 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
         con.close()
         assert [r[0] for r in rows] == [0, 1, 2, 3]  # every planned recipe, once
         assert all(s == "completed" or (s == "failed" and f"node {lost[:12]}" in e) for _, s, e in rows), rows
-        lines = [line for line in out.splitlines() if f"its node {lost[:12]} (" in line]
+        lines = [line for line in lines if f"its node {lost[:12]} (" in line]  # named by the lost node's id
         assert any("running it again" in line or "FAILED" in line for line in lines), out[-3000:]
-        print(f"lost the worker node {time.monotonic() - t0:.0f} s into the study; {lines}")
+        print(f"lost the worker node {t_lost - t0:.0f} s into the study, which ended {time.monotonic() - t_lost:.0f} s "
+              f"later: {lines}")
     finally:
+        if study is not None and study.poll() is None:
+            study.kill()
+            study.wait()
         if worker is not None:
             stop_group(worker)
         stop_group(head)
