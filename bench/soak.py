@@ -13,7 +13,8 @@ recorded ``failed`` with its cause. At the end the database must have:
 - no orphan rows: no trial left ``running``, every epochs/localization/evaluation/maps row belongs to
   a trial row, and each trial's stored epochs are one per epoch (a retried trial keeps none of its
   dead attempt's);
-- every failed trial with its cause (the error names the process that died).
+- every failed trial with its cause: the last line of its error names the worker process (or node)
+  that died.
 
 It prints the kills, retries, failures and the wall time, and exits 1 if a check fails.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -113,9 +115,11 @@ def check(db: Path, recipes: int) -> tuple[list[str], dict]:
     if bad:
         problems.append(f"trials whose stored epochs do not match (trial, epochs_done, rows, distinct): {bad[:5]}")
     failed = q("SELECT trial_id, error FROM trials WHERE status = 'failed'")
-    no_cause = [t for t, e in failed if not (e or "").strip()]
+    # the only faults are the kills: a failed trial's cause (the error's last line) names the process that died
+    no_cause = [(t, (e or "").strip().splitlines()[-1:]) for t, e in failed
+                if not re.search(r"died|was lost|stopped answering", ((e or "").strip().splitlines() or [""])[-1])]
     if no_cause:
-        problems.append(f"failed trials without a cause: {no_cause}")
+        problems.append(f"failed trials without a kill as their cause: {no_cause}")
     status = q("SELECT status FROM studies WHERE name = 'soak'")
     if status != [("completed",)]:
         problems.append(f"study status {status}")
