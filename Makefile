@@ -1,6 +1,7 @@
 # make run: install into .venv and run the default study on the built-in synthetic mammography domain
 # make test: install into .venv and run the test suite, then the model-training tests under MKL_CBWR=COMPATIBLE
 # make validate: the engine's end-to-end known-answer check with real training (about 4 minutes more)
+# make soak: a 60-recipe study on the local Ray while a trial worker is killed every 10 s (bench/soak.py), not in make test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 # (the second pass is short and shares one data and teacher cache when it runs in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: install run test validate bench clean browser
+.PHONY: install run test validate soak bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ test: $(STAMP) browser
 
 validate: $(STAMP)
 	$(BIN)/python -m pytest -q -m validation
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

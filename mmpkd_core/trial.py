@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from mmpkd_core.cache import default_cache_dir
 from mmpkd_core.version import stamp
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data import load_domain
@@ -76,20 +80,52 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None) -> TrialResult:
+class PreparedCacheMissing(FileNotFoundError):
+    """A study's trial on a node that cannot read the data and teachers the driver prepared."""
+
+
+def check_prepared(cfgs: list[TrialConfig]) -> None:
+    """A study's trial reads the data and teachers that the driver prepared before any trial, and
+    prepares none itself: a node that cannot read them (a cluster node without the driver's cache
+    folder) says which path, and how to share the cache."""
+    from mmpkd_core.data import DOMAINS
+    from mmpkd_core.teachers.base import teacher_path
+
+    cfg = cfgs[0]
+    root = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()).expanduser()
+    missing = root
+    if root.is_dir():
+        data = domain_folder(cfg.domain, cfg.data, root)
+        needed = [data / ("prepared.json" if DOMAINS.get(cfg.domain).is_real else "arrays.npz")]
+        needed += [teacher_path(c.teacher, c.domain, c.data, c.seed, root, json.loads(c.teacher_options))
+                   for c in cfgs if not c.is_baseline]
+        missing = next((p for p in needed if not os.access(p, os.R_OK)), None)
+    if missing is not None:
+        raise PreparedCacheMissing(
+            f"{socket.gethostname()} cannot read {missing}: the driver prepares the data and teachers under its "
+            f"cache folder {root} before any trial, and every trial reads them at that same path. On a cluster, "
+            "put the cache on storage that every node mounts at the same path: study run --cache-dir "
+            "/shared/mmpkd_cache (or MMPKD_CACHE)")
+
+
+def run_trial(cfg: TrialConfig, report: Callable[[dict], None] | None = None, prepared: bool = False) -> TrialResult:
     """Train one student with one recipe and one seed, and evaluate it (see ``run_recipe``)."""
-    return run_recipe(cfg, [cfg.seed], report)[0]
+    return run_recipe(cfg, [cfg.seed], report, prepared=prepared)[0]
 
 
-def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None] | None = None) -> list[TrialResult]:
+def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None] | None = None,
+               prepared: bool = False) -> list[TrialResult]:
     """Train ``cfg`` once per seed, in lockstep, and evaluate each student on the test images.
 
     ``report(row)`` is called once per epoch with the losses and validation metrics averaged over
     seeds (``row["per_seed"]`` has each seed's own). The last epoch's row also carries every seed's
     whole result (``row["results"]``), so a caller that stops listening after the last epoch still
-    receives them.
+    receives them. Data and teachers absent from the cache are made here, unless ``prepared`` (a
+    study's trial: the driver made them): then ``PreparedCacheMissing`` names what this node cannot read.
     """
     t_start = time.perf_counter()
+    if prepared:
+        check_prepared([dataclasses.replace(cfg, seed=int(s)) for s in seeds])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -138,6 +138,7 @@ class Recorder:
         self.recipes = 0
         self.finished = 0
         self.failed: list[str] = []  # error texts of failed recipes
+        self.retries = 0  # trials run again after their worker process or node died (executor.max_retries)
         self.trackers = Trackers()  # the Optuna mirror and the spec's trackers (study.tracking); run_study opens them
         self.started: dict[str, float] = {}  # key -> when the driver saw it start (for trials that leave no result)
         self.mode = "max"  # the objective's direction, for the best value on the progress line
@@ -154,6 +155,8 @@ class Recorder:
     def start(self, key: str, params: dict, baseline_of=None, number: int | None = None) -> None:
         from mmpkd_core import baseline_config
 
+        if key in self.rows:  # a retried trial starting again (``retry``): its rows are there already
+            return
         self.started[key] = time.perf_counter()
         if baseline_of is not None:  # a baseline: one config, one row
             self.baseline_keys.add(key)
@@ -178,6 +181,16 @@ class Recorder:
             if "seed" in params:
                 break
         self._show()
+
+    def retry(self, key: str, cause: str) -> None:
+        """The executor runs a trial again from its first epoch (its worker process or node died): the
+        same rows, none of the dead attempt's epochs, one line naming the cause."""
+        rows = self.rows.get(key, {})
+        for tid in rows.values():
+            self.epochs[tid] = []
+        self.retries += 1
+        what = f"baseline seed {next(iter(rows), '?')}" if key in self.baseline_keys else f"trial {', '.join(rows.values())}"
+        self.say(f"{what}: {cause}: running it again from epoch 1")
 
     def epoch(self, key: str, row: dict) -> None:
         self.store.poll()  # a change that the pace held back is published here
@@ -340,8 +353,12 @@ def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: s
     if spec.baselines:  # a baseline that failed, or recipes of the local executor that sampled the schedule
         run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
         from study.gains import refresh_gains
+        from study.stats import PairingError
 
-        refresh_gains(store, spec.name)
+        try:
+            refresh_gains(store, spec.name)
+        except PairingError as err:  # its baseline failed, retries and second run included
+            raise StudyError(f"{err}: 'study resume {spec.name}' runs it again (the trials are stored)") from None
 
 
 class BaselineQueue:

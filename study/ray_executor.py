@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 from study.spec import StudySpec
@@ -9,7 +10,7 @@ from study.tracking import storage
 
 QUIET_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
              "RAY_DEDUP_LOGS": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-             "RAY_TRAIN_V2_ENABLED": "0", "PYTHONWARNINGS": "ignore"}
+             "RAY_TRAIN_V2_ENABLED": "0", "PYTHONWARNINGS": "ignore", "TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
 
 
 def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
@@ -28,7 +29,7 @@ def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
         cfg = TrialConfig.from_dict(base).with_params(config)
         seeds = [config["seed"]] if "seed" in config else seeds
     try:  # the last report also carries the test means, flat, for the logger callbacks
-        run_recipe(cfg, seeds or [cfg.seed], report=lambda row: tune.report(with_test_means(row)))
+        run_recipe(cfg, seeds or [cfg.seed], report=lambda row: tune.report(with_test_means(row)), prepared=True)
     except Exception as err:  # reported, not raised: the driver records the exact error; the study goes on
         tune.report({"val_objective": float("nan"), "error": error_text(err)})
 
@@ -58,10 +59,22 @@ def _callback(rec):
             status = "failed" if "error" in last else "completed" if "results" in last else "pruned"
             rec.finish(trial.trial_id, status, last.get("results"), error=last.get("error"), params=params(trial))
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            # Tune runs the trial again (executor.max_retries): with no checkpoint, from its first epoch, on
+            # whichever node has room; on_trial_start comes again when it does (the Recorder keeps its rows)
+            self._started(iteration, trials, trial)
+            rec.retry(trial.trial_id, f"{failure_cause(trial)[1]}; retry {trial.num_failures} of {trial.max_failures}")
+
         def on_trial_error(self, iteration, trials, trial, **info):
-            err = trial.get_error() if hasattr(trial, "get_error") else None
-            text = str(err).strip() if err is not None else "trial raised (see the Ray log)"
-            rec.finish(trial.trial_id, "failed", error=text, params=params(trial))
+            self._started(iteration, trials, trial)  # an actor that died being created never started
+            text, cause = failure_cause(trial)
+            tries = (f" ({trial.num_failures} attempts, executor.max_retries {trial.max_failures})"
+                     if trial.num_failures > 1 else "")
+            rec.finish(trial.trial_id, "failed", error=f"{text}\n{cause}{tries}".strip(), params=params(trial))
+
+        def _started(self, iteration, trials, trial):
+            if trial.trial_id not in rec.rows:
+                self.on_trial_start(iteration, trials, trial)
 
     def params(trial) -> dict | None:  # None: a baseline
         if "_baseline" in trial.config:
@@ -69,6 +82,61 @@ def _callback(rec):
         return {k: v for k, v in trial.config.items() if k != "_recipe"}
 
     return StoreCallback()
+
+
+def failure_cause(trial) -> tuple[str, str]:
+    """A trial that Tune saw fail (its worker process or its node died, or an error escaped the
+    trainable): Ray's text of the latest failure, and one line of cause naming the node."""
+    text = last_error(trial)
+    node, alive = _node_of(text, trial)
+    pid = re.search(r"\bpid: (\d+)", text)
+    if "its node has died" in text or alive is False:
+        return text, f"its {node} was lost"
+    if "its worker process has died" in text:
+        return text, f"its worker process{f' {pid.group(1)}' if pid else ''} on {node} died (killed, out of memory or crashed)"
+    if "is unavailable" in text:  # the driver lost the actor's connection before Ray declared its node dead
+        return text, f"its {node} stopped answering (lost, or cut off from the driver)"
+    return text, next((line.strip() for line in reversed(text.splitlines()) if line.strip()),
+                      "the trial failed (see the Ray log)")
+
+
+def _node_of(text: str, trial) -> tuple[str, bool | None]:
+    """'node ID (IP)' that the failed trial ran on, from Ray's error text or, by its actor, from Ray's
+    actor table; and whether Ray still counts that node alive (None: not known)."""
+    node_id = next(iter(re.findall(r"Node Id: ([0-9a-f]{16,})", text)), None)
+    ip = next(iter(re.findall(r"\bip: (\S+)", text)), None) or (trial.last_result or {}).get("node_ip")
+    actor = re.search(r"\bactor(?:_id:)? ?([0-9a-f]{32})\b", text)
+    alive = None
+    try:
+        import ray
+
+        if ray.is_initialized():
+            if actor and not node_id:
+                address = ray._private.state.actors(actor.group(1)).get("Address", {})
+                node_id, ip = address.get("NodeID") or None, ip or address.get("IPAddress")
+            alive = next((n["Alive"] for n in ray.nodes() if n["NodeID"] == node_id), None) if node_id else None
+    except Exception:  # naming the node is a courtesy: the failure is recorded either way
+        pass
+    name = (f"node {node_id[:12]} ({ip})" if node_id and ip else f"node {node_id[:12]}" if node_id
+            else f"node {ip}" if ip else "node")
+    return name, alive
+
+
+def last_error(trial) -> str:
+    """The text of the trial's latest failure. Tune writes it into the trial's local folder at each
+    failure (``get_error`` reads the copy synced to storage, which can be a failure behind)."""
+    try:
+        import cloudpickle
+
+        with open(trial.pickled_error_file, "rb") as f:
+            return str(cloudpickle.load(f)).strip()
+    except Exception:
+        pass
+    try:
+        return re.split(r"^Failure # \d+.*$", Path(trial.error_file).read_text(), flags=re.M)[-1].strip()
+    except Exception:
+        err = trial.get_error() if hasattr(trial, "get_error") else None
+        return str(err).strip() if err is not None else ""
 
 
 def check_address(address: str, timeout: float = 10.0) -> None:
@@ -147,7 +215,8 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = No
                                         max_concurrent_trials=ex.max_concurrent, reuse_actors=True),
             run_config=tune.RunConfig(name=name or spec.name, storage_path=storage(spec, cache_dir),
                                       verbose=0, callbacks=[_callback(rec), *ray_callbacks(spec)],
-                                      stop=_failure_stopper(rec, ex.max_failures)),
+                                      stop=_failure_stopper(rec, ex.max_failures),
+                                      failure_config=tune.FailureConfig(max_failures=ex.max_retries)),
         )
         tuner.fit()
 
@@ -242,6 +311,7 @@ def _batched(inner, batch: int, total: int, first: int | None = None, baselines=
             self.pending: list[tuple[str, dict, int]] = []  # replayed suggestions still to run
             self.alias: dict[str, str] = {}  # Tune trial id -> the id the inner searcher knows it by
             self.baseline_ids: set[str] = set()
+            self.steps: dict[str, int] = {}  # Tune trial id -> the last training_iteration told
 
         def set_search_properties(self, metric, mode, config, **spec):
             return self.inner.set_search_properties(metric, mode, config, **spec)
@@ -298,12 +368,19 @@ def _batched(inner, batch: int, total: int, first: int | None = None, baselines=
             return cfg
 
         def on_trial_result(self, trial_id, result):
-            if trial_id not in self.baseline_ids:
-                self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
+            if trial_id in self.baseline_ids:
+                return
+            # a retried trial (executor.max_retries) reports its epochs again from the first: the sampler
+            # has them already
+            step = result.get("training_iteration")
+            if step is not None and step <= self.steps.get(trial_id, 0):
+                return
+            self.steps[trial_id] = step or 0
+            self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             trial_id = self.alias.get(trial_id, trial_id)
-            if trial_id not in self.current:
+            if self.current.get(trial_id, False) is not None:  # unknown, or told already: told once
                 return
             self.current[trial_id] = (result, error)
             full = self.issued >= self.end  # every recipe of the open batch handed out

@@ -119,6 +119,9 @@ class ExecutorSpec(Strict):
     # the sequence of recipes is then the same whatever max_concurrent is (max_concurrent <= this)
     sample_batch: int = Field(4, ge=1)
     max_failures: int | None = Field(None, ge=0)  # stop the study once more trials than this have failed
+    # a trial whose worker process or node died is run again from its first epoch, this many times (Ray
+    # Tune's FailureConfig.max_failures); an error the trial itself raises is recorded, never retried
+    max_retries: int = Field(1, ge=0)
     storage: str | None = None  # Ray's trial artifacts; on a cluster, a path every node can reach
     seed: int = 0
     resources: ResourcesSpec = ResourcesSpec()
@@ -206,7 +209,7 @@ RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": 
 
 LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
                 ("student", "pretrained", None), (None, "teacher_options", {}), (None, "design", "optimize"),
-                (None, "ablation", None)]
+                (None, "ablation", None), ("executor", "max_retries", 1)]
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line

@@ -285,6 +285,8 @@ class Store:
 
         s = config["student"]
         is_base = baseline_key is None
+        if is_base:  # a baseline that failed earlier in this study runs again under the same trial id
+            self.drop_unfinished(study, trial_id)
         self.con.execute(
             "INSERT INTO trials (study, trial_id, number, status, is_baseline, domain, teacher, temperature, alpha,"
             " beta, attention_method, lr, weight_decay, epochs, seed, params_json, config_json, config_hash,"
@@ -296,6 +298,13 @@ class Store:
              config["seed"], json.dumps(params), json.dumps(config), config_hash, baseline_key, now(),
              SCIENCE_VERSION, engine_version()])
         self.changed()
+
+    def drop_unfinished(self, study: str, trial_id: str) -> None:
+        """A trial's row and everything stored with it, unless it completed (one transaction)."""
+        doomed = "(SELECT trial_id FROM trials WHERE study = ? AND trial_id = ? AND status <> 'completed')"
+        with self.transaction():
+            for table in ("maps", "gains", "localization", "evaluation", "epochs", "trials"):
+                self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study, trial_id])
 
     def completed_baselines(self, science_version: int) -> dict[str, set]:
         """Config hash -> the science versions of its completed baselines (None: from before versions)."""

@@ -121,16 +121,20 @@ def free_port() -> int:
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to a process's own group (started with start_new_session), SIGKILL if it is still there
-    after 30 s: a test stops exactly what it started."""
+    """SIGTERM to a process that leads a group of its own (started with start_new_session), then, once it
+    has exited (or after 30 s), SIGKILL to whatever is left of its group: a test stops exactly what it
+    started. (SIGTERM to the whole group at once would also stop a Ray head's GCS, and `ray start` then
+    waits 30 s for that GCS to drain its node.)"""
+    proc.send_signal(signal.SIGTERM)  # nothing, if it has exited already
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        pass
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
     except ProcessLookupError:
         pass
+    proc.wait(timeout=30)
 
 
 # A Ray head started before the tests, as a user's own Ray would be: the session fails if any test

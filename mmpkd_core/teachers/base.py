@@ -18,6 +18,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -128,6 +129,11 @@ def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_opt
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def teacher_path(name: str, domain: str, data_cfg: DataConfig, seed: int, root, all_options: dict | None = None):
+    """Where the fitted teacher's outputs are cached under the cache folder ``root``."""
+    return Path(root) / "teachers" / f"{domain}-{name}-{teacher_key(name, domain, data_cfg, seed, all_options)}.npz"
+
+
 def _made_by(path):
     """The science version a cached teacher's outputs record (None: absent, or made before versions were)."""
     if not path.exists():
@@ -142,8 +148,7 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
     teacher names to their options (a spec's ``teacher_options``)."""
     cls = TEACHERS.get(name)
     options = (all_options or {}).get(name, {})
-    key = teacher_key(name, domain, data_cfg, seed, all_options)
-    path = cache_root(cache_dir) / "teachers" / f"{domain}-{name}-{key}.npz"
+    path = teacher_path(name, domain, data_cfg, seed, cache_root(cache_dir), all_options)
     made_by = _made_by(path)
     if path.exists() and made_by != SCIENCE_VERSION:
         notify(f"teacher {name} (seed {seed}) made by {describe(made_by)}; this engine is science version "
