@@ -42,7 +42,7 @@ def test_a_retried_trial_keeps_one_row_and_only_its_last_attempts_epochs(tmp_pat
     store.create_study("f", "synthetic_ddsm", "{}", "h", planned=2)
     said = []
     rec = Recorder(store, "f", TrialConfig(domain="synthetic_ddsm"), said.append, total=2, seeds=[0])
-    cb = _callback(rec, baselines=False)
+    cb = _callback(rec)
     a, b = fake_trial(tmp_path, "a", 0), fake_trial(tmp_path, "b", 1)
     ep1, ep2 = EPOCHS
     for t in (a, b):
@@ -83,7 +83,7 @@ def test_a_trial_whose_actor_died_being_created_is_still_recorded(tmp_path):
     rec = Recorder(store, "g", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=1, seeds=[0])
     t = fake_trial(tmp_path, "c", 0)
     die(t, "The actor is dead because its worker process has died.\n\tpid: 99\n\tip: 10.0.0.7")
-    _callback(rec, baselines=False).on_trial_error(0, [], t)
+    _callback(rec).on_trial_error(0, [], t)
     assert store.con.execute("SELECT status FROM trials").fetchall() == [("failed",)]
     assert rec.failed == ["its worker process 99 on node 10.0.0.7 died (killed, out of memory or crashed)"]
     store.close()
@@ -120,7 +120,7 @@ def test_the_batched_searcher_hears_a_retried_trial_once():
 def test_a_node_without_the_prepared_cache_says_which_path_and_how_to_share_it(tmp_path, monkeypatch):
     import ray.tune
 
-    from study.ray_executor import ray_recipe
+    from study.ray_executor import ray_trial
 
     reports = []
     monkeypatch.setattr(ray.tune, "report", reports.append)
@@ -129,7 +129,7 @@ def test_a_node_without_the_prepared_cache_says_which_path_and_how_to_share_it(t
     absent = tmp_path / "not-mounted-here"
     (tmp_path / "empty").mkdir()
     for cache, path in ((absent, absent), (tmp_path / "empty", tmp_path / "empty" / "data")):
-        ray_recipe({"alpha": 0.5, "_recipe": 0}, base=TrialConfig(**{**base.__dict__, "cache_dir": str(cache)}).to_dict(),
+        ray_trial({"alpha": 0.5, "_recipe": 0}, base=TrialConfig(**{**base.__dict__, "cache_dir": str(cache)}).to_dict(),
                    seeds=[0])
         report = reports.pop()
         assert math.isnan(report["val_objective"])
@@ -141,7 +141,7 @@ def test_a_node_without_the_prepared_cache_says_which_path_and_how_to_share_it(t
 
 
 def test_max_retries_is_hashed_only_when_set():
-    from study.spec import spec_from_dict
+    from study.load import spec_from_dict
 
     raw = {"name": "r", "domain": "synthetic_ddsm"}
     plain = spec_from_dict(raw)
