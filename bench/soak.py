@@ -5,9 +5,9 @@ The study runs as `study run` in a subprocess (its own local Ray instance). Ever
 seconds the injector sends SIGKILL to one Ray worker process that is running a trial (process title
 ``ray::ImplicitFunc.train``), chosen at random among the descendants of that study's driver only: no
 other Ray on the machine is touched. The kills start once the matched baseline has run (a baseline
-killed beyond its retries leaves the study's gains unpaired: the study stops and says to resume it). Tune runs a killed trial again
-from its first epoch (``executor.max_retries``, default 1); a trial killed more often than that is
-recorded ``failed`` with its cause. At the end the database must have:
+killed beyond its retries leaves the study's gains unpaired: the study stops and says to resume it).
+Tune runs a killed trial again from its first epoch (``executor.max_retries``, default 1); a trial
+killed more often than that is recorded ``failed`` with its cause. At the end the database must have:
 
 - every planned recipe exactly once (one row per recipe number), the study ``completed``;
 - no orphan rows: no trial left ``running``, every epochs/localization/evaluation/maps row belongs to
@@ -92,7 +92,9 @@ def check(db: Path, recipes: int) -> tuple[list[str], dict]:
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
-    q = lambda sql: con.execute(sql).fetchall()
+    def q(sql: str) -> list:
+        return con.execute(sql).fetchall()
+
     problems = []
     numbers = dict(q("SELECT number, count(*) FROM trials WHERE study = 'soak' AND NOT is_baseline GROUP BY number"))
     if sorted(numbers) != list(range(recipes)):
@@ -181,7 +183,8 @@ def main() -> int:
         except ProcessLookupError:
             continue
         kills.append(victim)
-        print(f"[{time.monotonic() - t0:6.0f} s] soak: SIGKILL to trial worker {victim} (kill {len(kills)})", flush=True)
+        print(f"[{time.monotonic() - t0:6.0f} s] soak: SIGKILL to trial worker {victim} (kill {len(kills)})",
+              flush=True)
         next_kill = time.monotonic() + args.every
     reader.join(timeout=30)
     wall = time.monotonic() - t0
@@ -194,7 +197,8 @@ def main() -> int:
     else:
         problems.append(f"no database at {db}")
     print(f"\nsoak: {args.recipes} recipes, {len(kills)} kills (one every {args.every:g} s), {retries} retries, "
-          f"{counts.get('failed', 0)} failed, {counts.get('completed', 0)} completed, {counts.get('pruned', 0)} pruned, "
+          f"{counts.get('failed', 0)} failed, {counts.get('completed', 0)} completed, "
+          f"{counts.get('pruned', 0)} pruned, "
           f"{counts.get('baselines', 0)} baseline(s); wall {wall:.0f} s")
     for cause in counts.get("causes", []):
         print(f"  failure cause: {cause}")

@@ -57,7 +57,8 @@ class TrialResult:
             "method_params": self.method_params, "data_path": self.data_path,
             "maps": {m: np.round(a.reshape(len(a), -1), 4).tolist() for m, a in self.maps.items()},
             "grid": list(next(iter(self.maps.values())).shape[1:]) if self.maps else None,
-            "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr] for (m, k), arr in self.scores.items()},
+            "scores": {f"{m}|{k}": [None if np.isnan(v) else float(v) for v in arr]
+                       for (m, k), arr in self.scores.items()},
             "trial_seconds": self.seconds, "gpu_mb": self.gpu_mb, **stamp(),
         }
 
@@ -151,7 +152,8 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
             if report is not None:
                 report(mean)
             continue
-        results = [evaluate(c, m, data, t, h, tch) for c, m, t, h, tch in zip(cfgs, models, tensors, histories, teachers)]
+        results = [evaluate(c, m, data, t, h, tch)
+                   for c, m, t, h, tch in zip(cfgs, models, tensors, histories, teachers)]
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         for r in results:
             r.seconds = (time.perf_counter() - t_start) / len(results)

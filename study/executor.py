@@ -189,7 +189,8 @@ class Recorder:
         for tid in rows.values():
             self.epochs[tid] = []
         self.retries += 1
-        what = f"baseline seed {next(iter(rows), '?')}" if key in self.baseline_keys else f"trial {', '.join(rows.values())}"
+        what = (f"baseline seed {next(iter(rows), '?')}" if key in self.baseline_keys
+                else f"trial {', '.join(rows.values())}")
         self.say(f"{what}: {cause}: running it again from epoch 1")
 
     def epoch(self, key: str, row: dict) -> None:

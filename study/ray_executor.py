@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 from study.spec import StudySpec
 from study.tracking import storage
@@ -93,7 +94,8 @@ def failure_cause(trial) -> tuple[str, str]:
     if "its node has died" in text or alive is False:
         return text, f"its {node} was lost"
     if "its worker process has died" in text:
-        return text, f"its worker process{f' {pid.group(1)}' if pid else ''} on {node} died (killed, out of memory or crashed)"
+        return text, (f"its worker process{f' {pid.group(1)}' if pid else ''} on {node} died "
+                      "(killed, out of memory or crashed)")
     if "is unavailable" in text:  # the driver lost the actor's connection before Ray declared its node dead
         return text, f"its {node} stopped answering (lost, or cut off from the driver)"
     return text, next((line.strip() for line in reversed(text.splitlines()) if line.strip()),

@@ -8,8 +8,8 @@ load those outputs; no teacher ever runs inside a student's training loop.
 Cross-fitting: a teacher that predicts the very training images it was fitted on returns their
 (possibly wrong) labels back, memorised; its soft targets would then carry nothing the labels
 lack. So the *logits* of training images are out-of-fold: the training split is cut into
-``Teacher.folds`` folds (5 unless a teacher says otherwise) and each fold is predicted by a teacher fitted without it. The logits
-of validation and test images and all embeddings come from the teacher fitted on the whole
+``Teacher.folds`` folds (5 unless a teacher says otherwise) and each fold is predicted by a teacher
+fitted without it. The logits of validation and test images and all embeddings come from the teacher fitted on the whole
 training split (embeddings of different fits live in different spaces and cannot be mixed).
 """
 from __future__ import annotations

@@ -37,8 +37,8 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
         wait_for_port(port, head)
         worker = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        (tmp_path / "tiny.yaml").write_text(TINY.format(name="on-cluster", domain="synthetic_ddsm",
-                                                        teachers="lightgbm, mlp", kind="ray").replace("trials: 2", "trials: 4"))
+        spec = TINY.format(name="on-cluster", domain="synthetic_ddsm", teachers="lightgbm, mlp", kind="ray")
+        (tmp_path / "tiny.yaml").write_text(spec.replace("trials: 2", "trials: 4"))
         study = subprocess.Popen([sys.executable, "-m", "study.cli", "run", "tiny.yaml", "--db", "t.duckdb",
                                   "--no-report", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

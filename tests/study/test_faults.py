@@ -25,7 +25,8 @@ NODE_DIED = ("The actor died unexpectedly before finishing this task.\n\tclass_n
 
 def fake_trial(tmp_path, tid: str, number: int) -> SimpleNamespace:
     t = SimpleNamespace(trial_id=tid, config={"teacher": "mlp", "alpha": 0.5, "_recipe": number}, last_result={},
-                        num_failures=0, max_failures=1, pickled_error_file=str(tmp_path / f"{tid}.pkl"), error_file=None)
+                        num_failures=0, max_failures=1, pickled_error_file=str(tmp_path / f"{tid}.pkl"),
+                        error_file=None)
     t.get_error = lambda: None
     return t
 
@@ -129,8 +130,8 @@ def test_a_node_without_the_prepared_cache_says_which_path_and_how_to_share_it(t
     absent = tmp_path / "not-mounted-here"
     (tmp_path / "empty").mkdir()
     for cache, path in ((absent, absent), (tmp_path / "empty", tmp_path / "empty" / "data")):
-        ray_trial({"alpha": 0.5, "_recipe": 0}, base=TrialConfig(**{**base.__dict__, "cache_dir": str(cache)}).to_dict(),
-                   seeds=[0])
+        ray_trial({"alpha": 0.5, "_recipe": 0},
+                  base=TrialConfig(**{**base.__dict__, "cache_dir": str(cache)}).to_dict(), seeds=[0])
         report = reports.pop()
         assert math.isnan(report["val_objective"])
         last = report["error"].splitlines()[-1]  # the line the driver prints after FAILED:, and the stored error
