@@ -43,8 +43,8 @@ def main() -> None:
                     "AND metric = 'pointing_game' GROUP BY ALL").fetchall()
         t_view = time.perf_counter() - t0
         t0 = time.perf_counter()
-        con.execute("SELECT teacher, method, avg(gain), avg(model_ci_low), avg(model_ci_high) FROM gains WHERE study = 'simulated' "
-                    "AND metric = 'pointing_game' GROUP BY ALL").fetchall()
+        con.execute("SELECT teacher, method, avg(gain), avg(model_ci_low), avg(model_ci_high) FROM gains "
+                    "WHERE study = 'simulated' AND metric = 'pointing_game' GROUP BY ALL").fetchall()
         t_table = time.perf_counter() - t0
         con.close()
         t0 = time.perf_counter()

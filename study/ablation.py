@@ -76,7 +76,8 @@ def _units(keys: pd.DataFrame, lid: np.ndarray, gain: np.ndarray) -> tuple[pd.Da
                          "recipe": recipe.to_numpy(), "seed": keys["seed"].to_numpy(), "gain": gain})
     models = rows.groupby(["lid", "study", "trial_id"], sort=True).agg(
         recipe=("recipe", "first"), seed=("seed", "first"), gain=("gain", "mean")).reset_index()
-    recipes = models.groupby(["lid", "recipe"], sort=True).agg(gain=("gain", "mean"), seeds=("seed", "size")).reset_index()
+    recipes = (models.groupby(["lid", "recipe"], sort=True).agg(gain=("gain", "mean"), seeds=("seed", "size"))
+               .reset_index())
     return models, recipes
 
 

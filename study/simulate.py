@@ -46,7 +46,8 @@ def simulate_study(path: str, name: str = "simulated", trials: int = 1000, image
             FROM trials t, range(1, {epochs + 1}) r(e) WHERE t.study = ?""", [name, name])
         t1 = time.perf_counter()
         con.execute(f"""
-            INSERT INTO localization SELECT ?, t.trial_id, 'test', m.method, k.metric, 'img' || lpad(i::VARCHAR, 5, '0'),
+            INSERT INTO localization
+            SELECT ?, t.trial_id, 'test', m.method, k.metric, 'img' || lpad(i::VARCHAR, 5, '0'),
                    CASE WHEN k.metric = 'pointing_game' THEN (random() < 0.5)::INTEGER::DOUBLE ELSE random() END
             FROM trials t, (VALUES {methods_sql}) m(method), (VALUES {metrics_sql}) k(metric), range({images}) r(i)
             WHERE t.study = ?""", [name, name])

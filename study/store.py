@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS trials (
     attention_method VARCHAR, lr DOUBLE, weight_decay DOUBLE, epochs INTEGER, seed INTEGER,
     params_json JSON, config_json JSON, config_hash VARCHAR, baseline_key VARCHAR,
     val_objective DOUBLE, test_objective DOUBLE, val_auroc DOUBLE, test_auroc DOUBLE,
-    teacher_json JSON, method_params_json JSON, data_path VARCHAR, epochs_done INTEGER, trial_seconds DOUBLE, gpu_mb DOUBLE, error VARCHAR,
+    teacher_json JSON, method_params_json JSON, data_path VARCHAR, epochs_done INTEGER, trial_seconds DOUBLE,
+    gpu_mb DOUBLE, error VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP,
     PRIMARY KEY (study, trial_id));
 CREATE TABLE IF NOT EXISTS epochs (
@@ -84,8 +85,10 @@ CREATE OR REPLACE VIEW trial_summary AS
 """
 
 # columns added to schema 1 after its first databases were written: added in place when opened for writing
-ADDED_COLUMNS = [("studies", "data_subset", "VARCHAR"), ("studies", "slots", "INTEGER"), ("studies", "slot_seconds", "DOUBLE"),
-                 ("studies", "slot_utilisation", "DOUBLE"), ("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"), ("trials", "method_params_json", "JSON"),
+ADDED_COLUMNS = [("studies", "data_subset", "VARCHAR"), ("studies", "slots", "INTEGER"),
+                 ("studies", "slot_seconds", "DOUBLE"), ("studies", "slot_utilisation", "DOUBLE"),
+                 ("studies", "planned_trials", "INTEGER"), ("trials", "baseline_key", "VARCHAR"),
+                 ("trials", "method_params_json", "JSON"),
                  ("trials", "data_path", "VARCHAR"), ("trials", "gpu_mb", "DOUBLE"),
                  ("trials", "science_version", "INTEGER"), ("trials", "engine_version", "VARCHAR")]
 
@@ -304,7 +307,8 @@ class Store:
         doomed = "(SELECT trial_id FROM trials WHERE study = ? AND trial_id = ? AND status <> 'completed')"
         with self.transaction():
             for table in ("maps", "gains", "localization", "evaluation", "epochs", "trials"):
-                self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}", [study, study, trial_id])
+                self.con.execute(f"DELETE FROM {table} WHERE study = ? AND trial_id IN {doomed}",
+                                 [study, study, trial_id])
 
     def completed_baselines(self, science_version: int) -> dict[str, set]:
         """Config hash -> the science versions of its completed baselines (None: from before versions)."""
@@ -336,14 +340,16 @@ class Store:
         with self.transaction():
             self.con.execute(
                 "UPDATE trials SET status = ?, val_objective = ?, test_objective = ?, val_auroc = ?, test_auroc = ?,"
-                " teacher_json = ?, method_params_json = ?, data_path = ?, epochs_done = ?, trial_seconds = ?, gpu_mb = ?, error = ?,"
+                " teacher_json = ?, method_params_json = ?, data_path = ?, epochs_done = ?, trial_seconds = ?,"
+                " gpu_mb = ?, error = ?,"
                 " finished_at = ?"
                 " WHERE study = ? AND trial_id = ?",
                 [status, _num(r.get("val_objective", epochs[-1]["val_objective"] if epochs else None)),
                  _num(r.get("test_objective")), _num(r.get("val_auroc", epochs[-1]["val_auroc"] if epochs else None)),
                  _num(r.get("test_auroc")), json.dumps(r.get("teacher_metrics", {})),
                  json.dumps(r.get("method_params", {})), r.get("data_path"), len(epochs),
-                 _num(r["trial_seconds"] if r.get("trial_seconds") is not None else seconds), _num(r.get("gpu_mb")), error, now(), study, trial_id])
+                 _num(r["trial_seconds"] if r.get("trial_seconds") is not None else seconds), _num(r.get("gpu_mb")),
+                 error, now(), study, trial_id])
             if "science_version" in r:  # the worker's own engine made these numbers
                 self.con.execute("UPDATE trials SET science_version = ?, engine_version = ? WHERE study = ? AND "
                                  "trial_id = ?", [r["science_version"], r.get("engine_version"), study, trial_id])
@@ -355,14 +361,16 @@ class Store:
             if result:
                 loc = localization_frame(study, trial_id, result)
                 self.con.execute("INSERT INTO localization SELECT * FROM loc")
-                agg = (loc.groupby(["study", "trial_id", "split", "method", "metric"], sort=True)["value"]
+                # agg and map_rows are read by name in the SQL that follows them (F841 cannot see that)
+                agg = (loc.groupby(["study", "trial_id", "split", "method", "metric"], sort=True)["value"]  # noqa: F841
                        .agg(mean="mean", n="size", n_nan=lambda v: int(v.isna().sum())).reset_index())
                 self.con.execute("INSERT INTO evaluation SELECT * FROM agg")
                 if result.get("maps"):
                     h, w = result["grid"]
-                    map_rows = pd.DataFrame([{"study": study, "trial_id": trial_id, "method": m, "image_id": i, "h": h,
-                                          "w": w, "map": v} for m, rows in result["maps"].items()
-                                         for i, v in zip(result["image_ids"], rows)])
+                    map_rows = pd.DataFrame([{"study": study, "trial_id": trial_id, "method": m,  # noqa: F841
+                                              "image_id": i, "h": h, "w": w, "map": v}
+                                             for m, rows in result["maps"].items()
+                                             for i, v in zip(result["image_ids"], rows)])
                     self.con.execute("INSERT INTO maps SELECT * FROM map_rows")
         self.changed()
 

@@ -21,8 +21,8 @@ def test_a_finished_trial_lands_with_its_epochs_and_per_image_scores(tmp_path):
     store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "abc", "base1")
     store.trial_finished("s", "0000", "completed", EPOCHS, RESULT)
     con = store.con
-    assert con.execute("SELECT status, teacher, alpha, test_objective, epochs_done, is_baseline FROM trials").fetchall() == [
-        ("completed", "mlp", 0.5, 0.25, 2, False)]
+    rows = con.execute("SELECT status, teacher, alpha, test_objective, epochs_done, is_baseline FROM trials").fetchall()
+    assert rows == [("completed", "mlp", 0.5, 0.25, 2, False)]
     assert con.execute("SELECT epoch, loss FROM epochs ORDER BY epoch").fetchall() == [(1, 1.0), (2, 0.5)]
     rows = con.execute("SELECT method, metric, image_id, value FROM localization ORDER BY metric, image_id").fetchall()
     assert rows == [("rollout", "pointing_game", "a", 1.0), ("rollout", "pointing_game", "b", 0.0),
@@ -65,7 +65,8 @@ def test_resume_drops_baselines_that_did_not_complete(tmp_path):
     store.trial_finished("s", "0000", "completed", EPOCHS, RESULT)
     finished, killed = store.resume_state("s")
     assert set(finished) == {0} and killed == {}
-    assert store.con.execute("SELECT trial_id FROM trials ORDER BY trial_id").fetchall() == [("0000",), ("baseline-ok",)]
+    kept = store.con.execute("SELECT trial_id FROM trials ORDER BY trial_id").fetchall()
+    assert kept == [("0000",), ("baseline-ok",)]
     store.trial_started("s", "baseline-killed", None, base, {}, "baseline-killed", None)  # no duplicate key
 
 
