@@ -302,7 +302,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     rec.finished = len(finished)
     rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
     rec.mode, rec.progress = spec.objective.mode, progress  # progress: a live line on a terminal (cli)
-    rec.gains = spec.baselines
+    rec.gains = spec.baselines and spec.executor.kind == "ray"  # locally the baselines ran first: gains at the end
     rec._show()
     status = "failed"
     try:

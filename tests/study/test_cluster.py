@@ -38,7 +38,8 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
         worker = subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *node], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         spec = TINY.format(name="on-cluster", domain="synthetic_ddsm", teachers="lightgbm, mlp", kind="ray")
-        (tmp_path / "tiny.yaml").write_text(spec.replace("trials: 2", "trials: 4"))
+        # trials of several epochs, so that the two at once outlast the worker node's start
+        (tmp_path / "tiny.yaml").write_text(spec.replace("trials: 2", "trials: 4").replace("epochs: 1", "epochs: 8"))
         study = subprocess.Popen([sys.executable, "-m", "study.cli", "run", "tiny.yaml", "--db", "t.duckdb",
                                   "--no-report", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -52,9 +53,9 @@ def test_a_study_through_a_cluster_that_loses_its_worker_node(tmp_path, cache_di
         reader.start()
         t0, lost = time.monotonic(), None
         while lost is None and study.poll() is None and time.monotonic() - t0 < 400:
-            # once the baseline has run, the recipes run two at once, so one on each node (one CPU each): the
-            # worker node goes while it runs one, with every process it started
-            if any(line.startswith("baseline ") for line in lines) and trial_workers(worker.pid):
+            # trials run two at once, one on each node (one CPU each; the baseline shares the pool): the worker
+            # node goes while it runs one, with every process it started
+            if trial_workers(worker.pid):
                 lost, t_lost = kill_node(worker), time.monotonic()
             time.sleep(0.2)
         study.wait(timeout=600)

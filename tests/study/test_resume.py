@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import duckdb
@@ -22,8 +23,9 @@ SPEC = textwrap.dedent("""\
     """)
 
 
-def training(db) -> bool:
-    """A recipe is running after two have completed, in the state the study last published."""
+def training(db, finished: int) -> bool:
+    """A recipe is running after two have completed, in the state the study last published, and that state
+    is not behind the study's own output (``finished`` recipes printed): the recipe it shows running still is."""
     from study.store import connect
 
     try:
@@ -35,7 +37,7 @@ def training(db) -> bool:
                                     "status = 'running') FROM trials WHERE NOT is_baseline").fetchone()
     finally:
         con.close()
-    return done >= 2 and running > 0
+    return done >= 2 and running > 0 and done == finished
 
 
 def start(tmp_path, cache_dir, *args):
@@ -51,16 +53,13 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     (tmp_path / "s.yaml").write_text(SPEC.format(kind=kind))
     proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
     seen, deadline = [], time.time() + 300
-    while time.time() < deadline:  # wait until two recipes have finished
-        line = proc.stdout.readline()
-        seen.append(line)
-        if sum("trial [" in s for s in seen) >= 2:
-            break
-    assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
-    # then kill while a recipe trains: the running study's published snapshot says when one does
-    # (trials take about a second here, so a fixed sleep could land between two batches)
-    while time.time() < deadline and not training(tmp_path / "s.duckdb"):
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    # kill while a recipe trains, once two have finished: the running study's published snapshot says when
+    # one does (trials take about a second here, so a fixed sleep could land between two batches)
+    while time.time() < deadline and not training(tmp_path / "s.duckdb", sum("trial [" in s for s in seen)):
         time.sleep(0.05)
+    assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
 

@@ -73,7 +73,7 @@ def check_trackers(tmp: Path, name: str, logdir: Path) -> None:
             assert {k: v for k, v in p.items() if k != "_recipe"} == {k: str(v) for k, v in rows[tid][2].items()}
         else:  # the baseline: its whole config
             (tid,) = [t for t, r in rows.items() if r[0]]
-            assert p["cfg/alpha"] == "0.0" and p["cfg/teacher"] == "none"
+            assert p["_baseline/alpha"] == "0.0" and p["_baseline/teacher"] == "none"
         history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_objective"))
         assert history == rows[tid][5] and len(history) == 2
         assert run.data.metrics["test_objective"] == pytest.approx(rows[tid][3], rel=1e-12)
