@@ -329,7 +329,7 @@ class MlflowRuns:
                                           tags={"study": self.study_name, "trial_name": rid})
             self.runs[rid] = run.info.run_id
             row = stored_row(self.store.con, self.study_name, trial_id)
-            config = ({"cfg": json.loads(row["config_json"])} if row["is_baseline"] else
+            config = ({"_baseline": json.loads(row["config_json"])} if row["is_baseline"] else
                       {**json.loads(row["params_json"]), "_recipe": row["number"]})
             self._client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in _flat(config).items()])
         return self.runs[rid]

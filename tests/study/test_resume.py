@@ -14,8 +14,8 @@ import pytest
 SPEC = textwrap.dedent("""\
     name: killed
     domain: synthetic_ddsm
-    data: {{n_train: 300, n_val: 40, n_test: 40, image_size: 32, seed: 0}}
-    student: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 3, batch_size: 32}}
+    data: {{n_train: 1200, n_val: 40, n_test: 40, image_size: 32, seed: 0}}
+    student: {{patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2, epochs: 4, batch_size: 32}}
     search_space:
       teacher: {{type: categorical, choices: [lightgbm, mlp]}}
       alpha: {{type: float, low: 0.1, high: 1.0}}
@@ -40,6 +40,16 @@ def training(db, finished: int) -> bool:
     return done >= 2 and running > 0 and done == finished
 
 
+def mid_trial(lines: list, seen_at: float) -> bool:
+    """The local executor runs one recipe at a time and starts the next as soon as one is printed: half a
+    trial's printed seconds after the second (or a later) recipe's line, the next recipe is training."""
+    done = [s for s in lines if "trial [" in s]
+    if len(done) < 2 or len(done) == 6:
+        return False
+    seconds = float(done[-1].rsplit("(", 1)[1].split(" s)")[0])
+    return time.time() - seen_at >= seconds / 2
+
+
 def start(tmp_path, cache_dir, *args):
     env = dict(os.environ, MMPKD_CACHE=cache_dir, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=tmp_path, env=env, text=True,
@@ -53,12 +63,25 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
     (tmp_path / "s.yaml").write_text(SPEC.format(kind=kind))
     proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
     seen, deadline = [], time.time() + 300
-    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    # kill while a recipe trains, once two have finished: the running study's published snapshot says when
-    # one does (trials take about a second here, so a fixed sleep could land between two batches)
-    while time.time() < deadline and not training(tmp_path / "s.duckdb", sum("trial [" in s for s in seen)):
-        time.sleep(0.05)
+    arrived = [time.time()]  # when the last line came
+
+    def read():
+        for line in iter(proc.stdout.readline, ""):
+            seen.append(line)
+            arrived[0] = time.time()
+
+    threading.Thread(target=read, daemon=True).start()
+    # kill while a recipe trains, once two have finished. Trials take about a second here, and the study
+    # publishes its state at a paced rate, so the local executor is killed half a trial after a recipe's line
+    # (it starts the next one at once); under Ray, batches start together, and the published state says when
+    # a recipe runs
+    while time.time() < deadline and proc.poll() is None:
+        lines = list(seen)
+        finished = sum("trial [" in s for s in lines)
+        if mid_trial(lines, arrived[0]) if kind == "local" else training(tmp_path / "s.duckdb", finished):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the study ended before it could be killed mid-trial:\n" + "".join(seen)
     assert sum("trial [" in s for s in seen) >= 2, "".join(seen)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
@@ -105,7 +128,7 @@ def test_sigkill_then_resume(tmp_path, cache_dir, kind):
 
 
 def test_a_second_writer_during_a_running_study_is_refused_with_one_line(tmp_path, cache_dir):
-    slow = SPEC.format(kind="local").replace("n_train: 300", "n_train: 3000").replace("epochs: 3", "epochs: 30")
+    slow = SPEC.format(kind="local").replace("n_train: 1200", "n_train: 3000").replace("epochs: 4", "epochs: 30")
     (tmp_path / "s.yaml").write_text(slow)  # trains for minutes: the second process comes while it writes
     (tmp_path / "other.yaml").write_text(SPEC.format(kind="local").replace("name: killed", "name: other"))
     proc = start(tmp_path, cache_dir, "run", "s.yaml", "--db", "s.duckdb", "--no-report")
