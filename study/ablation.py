@@ -49,10 +49,12 @@ def ablation(con, studies: list[str], by: list[str], metric: str, n_boot: int = 
 
 
 def recipe_gains(con, studies: list[str], metric: str | None = None, n_boot: int = 1000,
-                 ready_only: bool = False) -> pd.DataFrame:
+                 ready_only: bool = False, pairs: Pairs | None = None) -> pd.DataFrame:
     """Per recipe x attention method x metric: the gain over the matched baselines inferred over the
-    recipe's seeds (Holm within each metric across the studies given). ``ready_only``: see ``load_pairs``."""
-    pairs = load_pairs(con, studies, metric, chance=True, ready_only=ready_only)
+    recipe's seeds (Holm within each metric across the studies given). ``ready_only``: see ``load_pairs``.
+    ``pairs``: those of ``load_pairs(..., chance=True)`` already loaded."""
+    if pairs is None:
+        pairs = load_pairs(con, studies, metric, chance=True, ready_only=ready_only)
     tables = []
     for m in sorted(pairs.keys["metric"].unique()):
         rows = np.flatnonzero((pairs.keys["metric"] == m).to_numpy())
@@ -82,27 +84,36 @@ def _units(keys: pd.DataFrame, lid: np.ndarray, gain: np.ndarray) -> tuple[pd.Da
 
 
 def _level_estimates(models: pd.DataFrame, recipes: pd.DataFrame, lids) -> pd.DataFrame:
-    """Per level: its unit, number of units, mean, interval, p-value and df (see the module docstring)."""
-    by_recipe = {k: g["gain"].to_numpy() for k, g in recipes.groupby("lid")}
-    by_model = dict(iter(models.groupby("lid")))
-    out = pd.DataFrame({"unit": UNIT_ONE_MODEL, "n": 1, "mean": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                        "p_value": np.nan, "df": np.nan}, index=list(lids))
-    lists, rows = [], []
-    for k in lids:
-        r, m = by_recipe.get(k, np.array([])), by_model.get(k)
-        n_seeds = 0 if m is None else m["seed"].nunique()
-        if len(r) >= 2 and n_seeds >= 2:  # recipes share each seed's baseline: crossed
-            cells = m.pivot_table(index="recipe", columns="seed", values="gain", aggfunc="mean").to_numpy(float)
-            mean, lo, hi, p, df = two_way(cells)
-            out.loc[k, ESTIMATE] = [UNIT_RECIPE_X_SEED, int(np.isfinite(cells).sum()), mean, lo, hi, p, df]
-        elif len(r) >= 2:
-            lists.append(r), rows.append((k, UNIT_RECIPE_ONE_SEED))
-        elif m is not None and len(m) >= 2:
-            lists.append(m["gain"].to_numpy()), rows.append((k, UNIT_SEED))
+    """Per level: its unit, number of units, mean, interval, p-value and df (see the module docstring).
+    Every level at once, from the unit gains sorted by level; only crossed levels (two or more recipes
+    and two or more seeds) are estimated one at a time."""
+    lids = np.asarray(lids)
+    r_lid, m_lid = recipes["lid"].to_numpy(), models["lid"].to_numpy()  # sorted: both come from sorted groupbys
+    r_gain, m_gain = recipes["gain"].to_numpy(float), models["gain"].to_numpy(float)
+    r_start, r_end = np.searchsorted(r_lid, lids, "left"), np.searchsorted(r_lid, lids, "right")
+    m_start, m_end = np.searchsorted(m_lid, lids, "left"), np.searchsorted(m_lid, lids, "right")
+    n_r, n_m = r_end - r_start, m_end - m_start
+    n_seeds = models.groupby("lid")["seed"].nunique().reindex(lids, fill_value=0).to_numpy()
+    crossed = (n_r >= 2) & (n_seeds >= 2)
+    by_recipes = ~crossed & (n_r >= 2)
+    by_models = ~crossed & ~by_recipes & (n_m >= 2)
+    unit = np.full(len(lids), UNIT_ONE_MODEL, dtype=object)
+    n, mean, lo, hi, p, df = (np.ones(len(lids)), *(np.full(len(lids), np.nan) for _ in range(5)))
+    for i in np.flatnonzero(crossed):  # recipes share each seed's baseline: crossed
+        m = models.iloc[m_start[i]:m_end[i]]
+        cells = m.pivot_table(index="recipe", columns="seed", values="gain", aggfunc="mean").to_numpy(float)
+        mean[i], lo[i], hi[i], p[i], df[i] = two_way(cells)
+        unit[i], n[i] = UNIT_RECIPE_X_SEED, int(np.isfinite(cells).sum())
+    rows = np.flatnonzero(by_recipes | by_models)
+    lists = [r_gain[r_start[i]:r_end[i]] if by_recipes[i] else m_gain[m_start[i]:m_end[i]] for i in rows]
     est = infer(lists)
-    for i, (k, unit) in enumerate(rows):
-        out.loc[k, ESTIMATE] = [unit, est["n"][i], est["mean"][i], est["ci_low"][i], est["ci_high"][i],
-                                est["p_value"][i], est["n"][i] - 1]
+    unit[rows] = np.where(by_recipes[rows], UNIT_RECIPE_ONE_SEED, UNIT_SEED)
+    n[rows], mean[rows], lo[rows], hi[rows], p[rows] = (est["n"], est["mean"], est["ci_low"], est["ci_high"],
+                                                         est["p_value"])
+    df[rows] = est["n"] - 1
+    out = pd.DataFrame({"unit": unit, "n": n, "mean": mean, "ci_low": lo, "ci_high": hi, "p_value": p, "df": df},
+                       index=list(lids))
+    out["n"] = out["n"].astype(object)
     return out
 
 
@@ -111,36 +122,51 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
     levels of the uniform and centre maps on the same images beside each row."""
     keys = _with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
     is_chance = keys["attention_method"].isin(CHANCE).to_numpy()
-    trial_means = _nanmean(pairs.value, 1)
-    chance = {(s, t, c): trial_means[i] for i, (s, t, c) in
-              enumerate(zip(keys["study"], keys["trial_id"], keys["attention_method"])) if is_chance[i]}
     live = np.flatnonzero(~is_chance)
     lk = keys.iloc[live].reset_index(drop=True)
     d, v, b = pairs.gain[live], pairs.value[live], pairs.baseline[live]
     lid = lk.groupby(by, sort=True, dropna=False).ngroup().to_numpy()
-    lids = np.unique(lid)
+    lids, first = np.unique(lid, return_index=True)
     models, recipes = _units(lk, lid, _nanmean(d, 1))
     est = _level_estimates(models, recipes, lids)
     n_recipes, n_seeds = recipes.groupby("lid").size(), models.groupby("lid")["seed"].nunique()
-    one = [k for k in lids if est.loc[k, "unit"] == UNIT_ONE_MODEL]
-    if one:  # the methods a one-model level pools read one model: average them per image, bootstrap all at once
-        per_image = np.stack([_nanmean(d[lid == k], 0) for k in one], axis=1)  # (images, levels)
+    one = lids[(est["unit"] == UNIT_ONE_MODEL).to_numpy()]
+    if len(one):  # the methods a one-model level pools read one model: average them per image, bootstrap all at once
+        rows = np.argsort(lid, kind="stable")
+        rows = rows[np.isin(lid[rows], one)]
+        starts = np.flatnonzero(np.r_[True, lid[rows][1:] != lid[rows][:-1]])  # one run of rows per level in one
+        ok = ~np.isnan(d[rows])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_image = (np.add.reduceat(np.where(ok, d[rows], 0.0), starts, axis=0)
+                         / np.add.reduceat(ok, starts, axis=0)).T  # (images, levels): NaN where no row has one
         lo, hi = bootstrap_ci_columns(per_image, n_boot=n_boot)
         est.loc[one, "mean"], est.loc[one, "ci_low"], est.loc[one, "ci_high"] = _nanmean(per_image, 0), lo, hi
-    rows = []
-    for k in lids:
-        idx = np.flatnonzero(lid == k)
-        first, e = lk.iloc[idx[0]], est.loc[k]
-        gain, lo, hi = e["mean"], e["ci_low"], e["ci_high"]
-        trials = set(zip(lk["study"].iloc[idx], lk["trial_id"].iloc[idx]))
-        rows.append({**{f: first[f] for f in by}, "unit": e["unit"], "n": int(e["n"]), "df": float(e["df"]),
-                     "recipes": int(n_recipes.get(k, 0)), "seeds": int(n_seeds.get(k, 0)),
-                     "images": int((~np.isnan(d[idx])).sum()),
-                     "score": float(_nanmean(v[idx])), "baseline": float(_nanmean(b[idx])),
-                     "gain": float(gain), "ci_low": float(lo), "ci_high": float(hi), "p_value": float(e["p_value"]),
-                     **{f"chance_{c}": float(_nanmean(np.array([chance.get((s, t, c), np.nan) for s, t in trials])))
-                        for c in CHANCE}})
-    out = pd.DataFrame(rows)
+
+    def level_mean(x: np.ndarray) -> np.ndarray:  # the mean of every non-NaN score of each level's rows
+        ok = ~np.isnan(x)
+        total = np.bincount(lid, np.where(ok, x, 0.0).sum(1), minlength=len(lids))[lids]
+        count = np.bincount(lid, ok.sum(1), minlength=len(lids))[lids]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
+    # each level's chance levels: the uniform and centre maps' mean score of its trials (a trial counted once)
+    trial_means = _nanmean(pairs.value, 1)
+    chance = (pd.DataFrame({"study": keys["study"].to_numpy()[is_chance], "trial_id": keys["trial_id"].to_numpy()[
+        is_chance], "c": keys["attention_method"].to_numpy()[is_chance], "m": trial_means[is_chance]})
+              .pivot_table(index=["study", "trial_id"], columns="c", values="m", aggfunc="first", dropna=False))
+    level_trials = pd.DataFrame({"lid": lid, "study": lk["study"].to_numpy(),
+                                 "trial_id": lk["trial_id"].to_numpy()}).drop_duplicates()
+    level_trials = level_trials.join(chance.reindex(columns=list(CHANCE)), on=["study", "trial_id"])
+    by_level = level_trials.groupby("lid")[list(CHANCE)].mean().reindex(lids)
+    out = lk.iloc[first][by].reset_index(drop=True)
+    out = out.assign(unit=est["unit"].to_numpy(), n=est["n"].to_numpy(int), df=est["df"].to_numpy(float),
+                     recipes=n_recipes.reindex(lids, fill_value=0).to_numpy(int),
+                     seeds=n_seeds.reindex(lids, fill_value=0).to_numpy(int),
+                     images=np.bincount(lid, (~np.isnan(d)).sum(1), minlength=len(lids))[lids].astype(int),
+                     score=level_mean(v), baseline=level_mean(b), gain=est["mean"].to_numpy(float),
+                     ci_low=est["ci_low"].to_numpy(float), ci_high=est["ci_high"].to_numpy(float),
+                     p_value=est["p_value"].to_numpy(float),
+                     **{f"chance_{c}": by_level[c].to_numpy(float) for c in CHANCE})
     at = out.columns.get_loc("p_value") + 1
     m = int(out["p_value"].notna().sum())
     exact = out["unit"].isin([UNIT_SEED, UNIT_RECIPE_ONE_SEED]).to_numpy()  # sign-flip p: it has a floor

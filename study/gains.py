@@ -149,11 +149,17 @@ def _nanmean(x: np.ndarray, axis=None):
         return np.nanmean(x, axis=axis)
 
 
-def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = False) -> pd.DataFrame:
+def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = False,
+                pairs: Pairs | None = None) -> pd.DataFrame:
     """Per trained model (trial) x method x metric: mean gain over its test images, and how sure we
     are about *this model on this test set* (``model_``: image bootstrap, paired image test, Holm
-    within each (study, metric)). Not a recipe effect: that is ``study.ablation.recipe_gains``."""
-    pairs = load_pairs(con, studies, ready_only=ready_only)
+    within each (study, metric)). Not a recipe effect: that is ``study.ablation.recipe_gains``.
+    ``pairs``: those of ``load_pairs`` already loaded (the chance maps' rows are left out here)."""
+    if pairs is None:
+        pairs = load_pairs(con, studies, ready_only=ready_only)
+    else:
+        live = np.flatnonzero(~pairs.keys["method"].isin(CHANCE).to_numpy())
+        pairs = Pairs(pairs.keys.iloc[live].reset_index(drop=True), pairs.value[live], pairs.baseline[live])
     out = pairs.keys.copy()
     if out.empty:
         return pd.DataFrame(columns=GAINS_COLUMNS)
@@ -199,17 +205,26 @@ def two_level_draws(d: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
 def refresh_gains(store, study: str, n_boot: int = 1000, ready_only: bool = False) -> int:
     """Recompute the study's rows of the ``gains`` table (per trained model) and of ``recipe_gains``
     (per recipe, inferred over its seeds), in one transaction; returns the ``gains`` row count.
-    ``ready_only``: while the study runs, the trials whose baseline has finished."""
+    ``ready_only``: while the study runs, the trials whose baseline has finished. One metric at a time,
+    each metric's pairs loaded once for both tables (Holm's corrections are within a metric)."""
     from study.ablation import RECIPE_GAINS_COLUMNS, recipe_gains
 
-    g = trial_gains(store.con, [study], n_boot=n_boot, ready_only=ready_only)
-    r = (recipe_gains(store.con, [study], n_boot=n_boot, ready_only=ready_only) if len(g)
-         else pd.DataFrame(columns=RECIPE_GAINS_COLUMNS))
+    metrics = [m for (m,) in store.con.execute("SELECT DISTINCT metric FROM evaluation WHERE study = ? ORDER BY 1",
+                                               [study]).fetchall()]
+    per_model, per_recipe = [], []
+    for metric in metrics:
+        pairs = load_pairs(store.con, [study], metric, chance=True, ready_only=ready_only)
+        g = trial_gains(store.con, [study], n_boot=n_boot, pairs=pairs)
+        if len(g):
+            per_model.append(g[GAINS_COLUMNS])
+            per_recipe.append(recipe_gains(store.con, [study], n_boot=n_boot, pairs=pairs))
+    g = (pd.concat(per_model, ignore_index=True).sort_values(["study", "trial_id", "method", "metric"], kind="stable")
+         if per_model else pd.DataFrame(columns=GAINS_COLUMNS))
+    r = pd.concat(per_recipe, ignore_index=True) if per_recipe else pd.DataFrame(columns=RECIPE_GAINS_COLUMNS)
     with store.transaction():
         store.con.execute("DELETE FROM gains WHERE study = ?", [study])
         store.con.execute("DELETE FROM recipe_gains WHERE study = ?", [study])
         if len(g):
-            g = g[GAINS_COLUMNS]
             store.con.execute("INSERT INTO gains SELECT * FROM g")
         if len(r):
             r = r[RECIPE_GAINS_COLUMNS]

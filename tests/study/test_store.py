@@ -83,3 +83,40 @@ def test_a_second_writer_gets_a_clear_message(tmp_path):
 def test_read_only_open_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(StoreError, match="not found; run a study first"):
         connect(str(tmp_path / "none.duckdb"), read_only=True)
+
+
+def test_gains_by_image_pairs_each_trial_image_with_its_own_baseline(tmp_path):
+    """Two baselines (two config hashes), trials matched to each, a baseline that lacks one image, a trial
+    whose baseline never completed and a failed trial: the view's rows, value by value."""
+    store = Store(tmp_path / "s.duckdb")
+    store.create_study("s", "synthetic_ddsm", "{}", "h")
+    base = dict(CONFIG, alpha=0.0, beta=0.0)
+
+    def scores(pg, rm):
+        return {"rollout|pointing_game": pg, "rollout|relevance_mass": rm}
+
+    rows = [  # trial id, number, config hash, baseline key, status, image ids, scores
+        ("bA", None, "A", None, "completed", ["a", "b", "c"], scores([1.0, 0.0, 1.0], [0.5, 0.25, 0.75])),
+        ("bB", None, "B", None, "completed", ["a", "b"], scores([0.0, 0.0], [0.125, 0.0])),  # no image c
+        ("bC", None, "C", None, "failed", None, None),
+        ("0000", 0, "t0", "A", "completed", ["a", "b", "c"], scores([1.0, 1.0, 0.0], [1.0, 0.5, 0.25])),
+        ("0001", 1, "t1", "B", "completed", ["a", "b", "c"], scores([1.0, 0.0, 1.0], [0.25, 0.5, 1.0])),
+        ("0002", 2, "t2", "C", "completed", ["a"], scores([1.0], [1.0])),  # its baseline failed: no pairs
+        ("0003", 3, "t3", "A", "failed", None, None),
+    ]
+    for tid, number, h, key, status, ids, sc in rows:
+        store.trial_started("s", tid, number, base if key is None else CONFIG, {}, h, key)
+        store.trial_finished("s", tid, status, EPOCHS, dict(RESULT, image_ids=ids, scores=sc) if ids else None)
+    got = store.con.execute("SELECT trial_id, metric, image_id, value, baseline_value, gain, baseline_value_present "
+                            "FROM gains_by_image ORDER BY ALL").fetchall()
+    assert got == [
+        ("0000", "pointing_game", "a", 1.0, 1.0, 0.0, True), ("0000", "pointing_game", "b", 1.0, 0.0, 1.0, True),
+        ("0000", "pointing_game", "c", 0.0, 1.0, -1.0, True),
+        ("0000", "relevance_mass", "a", 1.0, 0.5, 0.5, True), ("0000", "relevance_mass", "b", 0.5, 0.25, 0.25, True),
+        ("0000", "relevance_mass", "c", 0.25, 0.75, -0.5, True),
+        ("0001", "pointing_game", "a", 1.0, 0.0, 1.0, True), ("0001", "pointing_game", "b", 0.0, 0.0, 0.0, True),
+        ("0001", "pointing_game", "c", 1.0, None, None, False),
+        ("0001", "relevance_mass", "a", 0.25, 0.125, 0.125, True), ("0001", "relevance_mass", "b", 0.5, 0.0, 0.5, True),
+        ("0001", "relevance_mass", "c", 1.0, None, None, False)]
+    assert store.con.execute("SELECT DISTINCT teacher, sampled_method, alpha FROM gains_by_image").fetchall() == [
+        ("mlp", "rollout", 0.5)]
