@@ -127,7 +127,7 @@ def main() -> None:
         db = os.path.join(tmp, "scale.duckdb")
         info = simulate_study(db, trials=args.trials, images=args.images)
         size = os.path.getsize(db) / 1e9
-        from study.gains import refresh_gains
+        from study.gain_tables import refresh_gains
         from study.store import Store
 
         store = Store(db, publish=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +233,7 @@ class Recorder:
         the time since); the study's end refreshes them all."""
         if not self.gains or self.gains_cost > share * (time.perf_counter() - self.gains_at):
             return
-        from study.gains import refresh_gains
+        from study.gain_tables import refresh_gains
         from study.stats import PairingError
 
         t0 = time.perf_counter()
@@ -287,35 +287,36 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     say(f"device: {device_line(spec)}")
     base = base_config(spec, cache_dir)
     check_tracking(spec, cache_dir, say)  # a tracking URI that cannot be opened stops the study here
-    subset = prepare(spec, base, cache_dir, say)
-    finished: dict = {}
-    if resume:
-        finished, killed = store.resume_state(spec.name)
-        store.reopen_study(spec.name, planned=spec.executor.trials * len(spec.seed_list()))
-        say(f"resuming {spec.name}: {len(finished)} recipes kept, {len(killed)} interrupted ones run again, "
-            f"{max(0, spec.executor.trials - len(finished) - len(killed))} still to sample")
-    else:
-        store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash(),
-                           planned=spec.executor.trials * len(spec.seed_list()))
-    store.set_data_subset(spec.name, subset)
-    rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
-    rec.finished = len(finished)
-    rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
-    rec.mode, rec.progress = spec.objective.mode, progress  # progress: a live line on a terminal (cli)
-    rec.gains = spec.baselines and spec.executor.kind == "ray"  # locally the baselines ran first: gains at the end
-    rec._show()
-    status = "failed"
-    try:
-        with _session(spec, address):
+    with ExitStack() as session:  # Ray, started beside the preparation and held for the whole study
+        subset = _prepare_beside_ray(spec, base, cache_dir, say, address, session)
+        finished: dict = {}
+        if resume:
+            finished, killed = store.resume_state(spec.name)
+            store.reopen_study(spec.name, planned=spec.executor.trials * len(spec.seed_list()))
+            say(f"resuming {spec.name}: {len(finished)} recipes kept, {len(killed)} interrupted ones run again, "
+                f"{max(0, spec.executor.trials - len(finished) - len(killed))} still to sample")
+        else:
+            store.create_study(spec.name, spec.domain, stored_spec.model_dump_json(), stored_spec.spec_hash(),
+                               planned=spec.executor.trials * len(spec.seed_list()))
+        store.set_data_subset(spec.name, subset)
+        rec = Recorder(store, spec.name, base, say, spec.executor.trials, spec.seed_list())
+        rec.finished = len(finished)
+        rec.trackers = open_trackers(spec, store, cache_dir, resume, say)
+        rec.mode, rec.progress = spec.objective.mode, progress  # progress: a live line on a terminal (cli)
+        rec.gains = spec.baselines and spec.executor.kind == "ray"  # locally the baselines ran first: gains at the end
+        rec._show()
+        status = "failed"
+        try:
             _run_phases(spec, base, rec, store, cache_dir, address, finished)
-        status = "completed"
-    except TooManyFailures:
-        status = "stopped"
-        raise
-    finally:
-        before = (store.study_row(spec.name)["wall_seconds"] or 0.0) if resume else 0.0
-        wall = time.perf_counter() - t0 + before
-        store.finish_study(spec.name, status, wall, slots=slots(spec, address))
+            status = "completed"
+        except TooManyFailures:
+            status = "stopped"
+            raise
+        finally:
+            session.close()  # Ray's shutdown is part of the study's wall time
+            before = (store.study_row(spec.name)["wall_seconds"] or 0.0) if resume else 0.0
+            wall = time.perf_counter() - t0 + before
+            store.finish_study(spec.name, status, wall, slots=slots(spec, address))
     return summarize(store, spec.name, wall, spec.objective.mode)
 
 
@@ -353,7 +354,7 @@ def _run_phases(spec: StudySpec, base, rec: Recorder, store: Store, cache_dir: s
     check_failures(spec, rec)
     if spec.baselines:  # a baseline that failed, or recipes of the local executor that sampled the schedule
         run_baselines(spec, missing_baselines(store, spec.name), rec, cache_dir, address)
-        from study.gains import refresh_gains
+        from study.gain_tables import refresh_gains
         from study.stats import PairingError
 
         try:
@@ -399,15 +400,32 @@ def baselines_to_run(configs: list, rec: Recorder) -> list:
     return todo
 
 
-def _session(spec: StudySpec, address: str | None):
-    """One Ray instance for the baselines and the sweep (started once: it costs seconds)."""
-    if spec.executor.kind == "ray":
-        from study.ray_executor import ray_session
+def _prepare_beside_ray(spec: StudySpec, base, cache_dir: str, say, address: str | None, session: ExitStack) -> str:
+    """``prepare``; under Ray, in a thread while this one starts Ray and one warm worker per slot (torch and
+    the engine imported), so that neither start waits for the other: on a cold cache the teachers' fits
+    hide Ray's start. The Ray session enters ``session``, the caller's, which closes it."""
+    if spec.executor.kind != "ray":
+        return prepare(spec, base, cache_dir, say)
+    import threading
 
-        return ray_session(spec, address)
-    from contextlib import nullcontext
+    from study.ray_executor import ray_session, warm_workers
 
-    return nullcontext()
+    done: dict = {}
+
+    def run() -> None:
+        try:
+            done["subset"] = prepare(spec, base, cache_dir, say)
+        except BaseException as err:  # raised again in this thread below
+            done["error"] = err
+
+    worker = threading.Thread(target=run, name="prepare", daemon=True)  # daemon: Ctrl-C does not wait for it
+    worker.start()
+    session.enter_context(ray_session(spec, address))
+    warm_workers(spec, slots(spec, address))
+    worker.join()
+    if "error" in done:
+        raise done["error"]
+    return done["subset"]
 
 
 def missing_baselines(store: Store, study: str) -> list:

@@ -15,7 +15,7 @@ def simulate_study(path: str, name: str = "simulated", trials: int = 1000, image
                    methods=METHODS, metrics=METRICS, epochs: int = 5, seed: int = 0) -> dict:
     """A completed study of ``trials`` recipes plus its baseline, every method x metric x image scored.
     Returns the seconds each part took and the row count."""
-    store = Store(path)
+    store = Store(path, publish=False)  # no live snapshot: nothing reads the file while it is written
     con = store.con
     t0 = time.perf_counter()
     spec = {"name": name, "domain": "synthetic_ddsm", "objective": {"metric": "pointing_game", "mode": "max"},

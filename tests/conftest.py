@@ -103,7 +103,7 @@ def demo_db(tmp_path):
         store.trial_started("demo", tid, i, config(teacher, 0.5), {"teacher": teacher}, f"h{i}", "b0")
         store.trial_finished("demo", tid, "completed", EPOCHS,
                              {**result(0, s), "val_objective": 0.6 if teacher == "mlp" else 0.4})
-    from study.gains import refresh_gains
+    from study.gain_tables import refresh_gains
 
     refresh_gains(store, "demo", n_boot=200)
     store.finish_study("demo", "completed", 12.0)

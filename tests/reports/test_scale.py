@@ -3,7 +3,7 @@
 import duckdb
 
 from reports import build_report
-from study.gains import refresh_gains
+from study.gain_tables import refresh_gains
 from study.simulate import simulate_study
 from study.store import Store
 

@@ -60,7 +60,7 @@ def test_welch_and_its_degenerate_case():
 def seeds_db(tmp_path):
     """One recipe of 'mlp' and one of its control 'matched_mlp', 3 seeds each, every seed with its own
     baseline. Per seed, every image gains exactly: mlp 0.1, 0.2, 0.3; control 0.0, 0.1, 0.1."""
-    from study.gains import refresh_gains
+    from study.gain_tables import refresh_gains
     from study.store import Store
 
     rng = np.random.default_rng(1)

@@ -66,7 +66,7 @@ def test_gains_are_written_as_recipes_and_their_baselines_finish(tmp_path, monke
     import pytest
 
     from conftest import config, result, scores
-    from study.gains import refresh_gains
+    from study.gain_tables import refresh_gains
     from study.stats import PairingError
 
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def test_gains_are_written_as_recipes_and_their_baselines_finish(tmp_path, monke
     clock = [100.0]
     monkeypatch.setattr("study.executor.time.perf_counter", lambda: clock[0])
     calls = []
-    monkeypatch.setattr("study.gains.refresh_gains",
+    monkeypatch.setattr("study.gain_tables.refresh_gains",
                         lambda *a, **k: (calls.append(k), clock.__setitem__(0, clock[0] + 2)))
     rec = Recorder(store, "g", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=2, seeds=[0])
     rec.gains = True
