@@ -401,14 +401,16 @@ def baselines_to_run(configs: list, rec: Recorder) -> list:
 
 
 def _prepare_beside_ray(spec: StudySpec, base, cache_dir: str, say, address: str | None, session: ExitStack) -> str:
-    """``prepare``; under Ray, in a thread while this one starts Ray and one warm worker per slot (torch and
-    the engine imported), so that neither start waits for the other: on a cold cache the teachers' fits
-    hide Ray's start. The Ray session enters ``session``, the caller's, which closes it."""
+    """``prepare``; under Ray, in a thread while this one starts Ray, so that neither start waits for the
+    other (Ray's start, about 3-7 s, hides behind the data and the teachers' fits of a cold cache). The Ray
+    session enters ``session``, the caller's, which closes it. (Warming a worker per slot with the trial's
+    imports was measured and dropped: Ray 2.60 starts Tune's trial actors in new processes, not in the
+    workers left idle by tasks.)"""
     if spec.executor.kind != "ray":
         return prepare(spec, base, cache_dir, say)
     import threading
 
-    from study.ray_executor import ray_session, warm_workers
+    from study.ray_executor import ray_session
 
     done: dict = {}
 
@@ -421,7 +423,6 @@ def _prepare_beside_ray(spec: StudySpec, base, cache_dir: str, say, address: str
     worker = threading.Thread(target=run, name="prepare", daemon=True)  # daemon: Ctrl-C does not wait for it
     worker.start()
     session.enter_context(ray_session(spec, address))
-    warm_workers(spec, slots(spec, address))
     worker.join()
     if "error" in done:
         raise done["error"]

@@ -189,22 +189,6 @@ def ray_session(spec: StudySpec, address: str | None):
             ray.shutdown()
 
 
-def warm_workers(spec: StudySpec, n: int) -> list:
-    """``n`` Ray workers that import what a trial imports (torch, timm, the engine) now, in the background:
-    Ray hands a worker left idle to the next actor it starts, so Tune's first trials find theirs warm.
-    Returns the tasks' references (nothing waits on them)."""
-    import ray
-
-    warm = ray.remote(_warm).options(num_cpus=min(1.0, spec.executor.resources.cpu), max_retries=0)
-    return [warm.remote() for _ in range(n)]
-
-
-def _warm() -> int:
-    import mmpkd_core.trial  # noqa: F401 (imported for its imports: torch, timm and the engine)
-
-    return os.getpid()
-
-
 def _resources(spec: StudySpec) -> dict:
     return {"cpu": spec.executor.resources.cpu, "gpu": spec.executor.resources.gpu}
 
