@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from mmpkd_core.data.base import DataConfig
+from mmpkd_core.hashing import stable_hash
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,7 @@ class TrialConfig:
         d = self.to_dict()
         d.pop("cache_dir"), d.pop("threads")
         d["data"] = self.data.identity()  # fields added later hash only when set: stored baselines stay matched
-        if d["teacher_options"] == "{}":
-            del d["teacher_options"]
-        if d["student"]["pretrained"] is None:
-            del d["student"]["pretrained"]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(d, [("teacher_options", "{}"), ("student.pretrained", None)])
 
     def with_params(self, params: dict) -> "TrialConfig":
         """A copy with search dimensions set; student fields are addressed by their own names."""

@@ -4,13 +4,12 @@ turned into one line. ``study.load`` reads a YAML file into them and runs the se
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import typing
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from mmpkd_core.hashing import stable_hash
 from study.errors import SpecError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -193,11 +192,7 @@ class StudySpec(Strict):
     def spec_hash(self) -> str:
         d = self.model_dump(mode="json")
         del d["tracking"]  # where results are mirrored changes no result: a study resumes under other trackers
-        for section, key, default in LATER_FIELDS:  # hashed only when set: studies stored before them still resume
-            where = d[section] if section else d
-            if where.get(key) == default:
-                del where[key]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(d, LATER_FIELDS)  # hashed only when set: studies stored before them still resume
 
 
 # valid range per numeric dimension: (low, high, low inclusive)
@@ -207,9 +202,9 @@ RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": 
           "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
 
 
-LATER_FIELDS = [("data", "shortcut", 0.0), ("data", "root", None), ("data", "options", {}), ("data", "skip_bad", False),
-                ("student", "pretrained", None), (None, "teacher_options", {}), (None, "design", "optimize"),
-                (None, "ablation", None), ("executor", "max_retries", 1)]
+LATER_FIELDS = [("data.shortcut", 0.0), ("data.root", None), ("data.options", {}), ("data.skip_bad", False),
+                ("student.pretrained", None), ("teacher_options", {}), ("design", "optimize"), ("ablation", None),
+                ("executor.max_retries", 1)]
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line

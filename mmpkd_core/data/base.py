@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mmpkd_core.cache import atomic_write, cache_root, cache_version  # noqa: F401  (their old home)
+from mmpkd_core.hashing import without_defaults
 from mmpkd_core.registry import Registry
 
 if TYPE_CHECKING:
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 from mmpkd_core.version import SCIENCE_VERSION, describe, notify, stamp
 
 SPLITS = ("train", "val", "test")
+
+
+# DataConfig fields added after data caches and baselines were stored, with the value they implicitly had
+LATER_DATA_FIELDS = [("shortcut", 0.0), ("root", None), ("options", "{}"), ("skip_bad", False)]
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,7 @@ class DataConfig:
 
     def identity(self) -> dict:
         """The fields, less the real-data ones at their defaults: keys made before those existed stay valid."""
-        d = asdict(self)
-        for k, default in (("shortcut", 0.0), ("root", None), ("options", "{}"), ("skip_bad", False)):
-            if d[k] == default:
-                del d[k]
-        return d
+        return without_defaults(asdict(self), LATER_DATA_FIELDS)
 
     def option_dict(self) -> dict:
         return json.loads(self.options)

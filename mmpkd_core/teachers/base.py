@@ -14,7 +14,6 @@ training split (embeddings of different fits live in different spaces and cannot
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from mmpkd_core.cache import atomic_write, cache_root
 from mmpkd_core.data.base import DataConfig, DomainData, load_domain
+from mmpkd_core.hashing import stable_hash
 from mmpkd_core.version import SCIENCE_VERSION, describe, notify
 from mmpkd_core.registry import Registry
 
@@ -126,7 +126,7 @@ def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_opt
             "reference": reference and teacher_key(reference, domain, data_cfg, seed, all_options)}
     if options or cls.Options is not None:  # absent for option-less teachers: their cached outputs stay valid
         blob |= {"options": options, "identity": cls.identity(options)}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    return stable_hash(blob)
 
 
 def teacher_path(name: str, domain: str, data_cfg: DataConfig, seed: int, root, all_options: dict | None = None):
