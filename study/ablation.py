@@ -58,7 +58,7 @@ def recipe_gains(con, studies: list[str], metric: str | None = None, n_boot: int
     tables = []
     for m in sorted(pairs.keys["metric"].unique()):
         rows = np.flatnonzero((pairs.keys["metric"] == m).to_numpy())
-        sub = Pairs(pairs.keys.iloc[rows].reset_index(drop=True), pairs.value[rows], pairs.baseline[rows])
+        sub = pairs.take(rows)
         if (~sub.keys["method"].isin(CHANCE)).any():
             t = ablation_table(sub, RECIPE_BY, n_boot)
             t["metric"] = m
@@ -135,9 +135,10 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
         rows = np.argsort(lid, kind="stable")
         rows = rows[np.isin(lid[rows], one)]
         starts = np.flatnonzero(np.r_[True, lid[rows][1:] != lid[rows][:-1]])  # one run of rows per level in one
-        ok = ~np.isnan(d[rows])
+        sorted_d = d[rows]
+        ok = ~np.isnan(sorted_d)
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_image = (np.add.reduceat(np.where(ok, d[rows], 0.0), starts, axis=0)
+            per_image = (np.add.reduceat(np.where(ok, sorted_d, 0.0), starts, axis=0)
                          / np.add.reduceat(ok, starts, axis=0)).T  # (images, levels): NaN where no row has one
         lo, hi = bootstrap_ci_columns(per_image, n_boot=n_boot)
         est.loc[one, "mean"], est.loc[one, "ci_low"], est.loc[one, "ci_high"] = _nanmean(per_image, 0), lo, hi
@@ -150,9 +151,8 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
             return np.where(count > 0, total / count, np.nan)
 
     # each level's chance levels: the uniform and centre maps' mean score of its trials (a trial counted once)
-    trial_means = _nanmean(pairs.value, 1)
     chance = (pd.DataFrame({"study": keys["study"].to_numpy()[is_chance], "trial_id": keys["trial_id"].to_numpy()[
-        is_chance], "c": keys["attention_method"].to_numpy()[is_chance], "m": trial_means[is_chance]})
+        is_chance], "c": keys["attention_method"].to_numpy()[is_chance], "m": _nanmean(pairs.value[is_chance], 1)})
               .pivot_table(index=["study", "trial_id"], columns="c", values="m", aggfunc="first", dropna=False))
     level_trials = pd.DataFrame({"lid": lid, "study": lk["study"].to_numpy(),
                                  "trial_id": lk["trial_id"].to_numpy()}).drop_duplicates()

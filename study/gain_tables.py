@@ -32,7 +32,6 @@ def refresh_gains(store, study: str, n_boot: int = 1000, ready_only: bool = Fals
         if len(g):
             store.con.execute("INSERT INTO gains SELECT * FROM g")
         if len(r):
-            r = r[RECIPE_GAINS_COLUMNS]
             store.con.execute("INSERT INTO recipe_gains SELECT * FROM r")
     store.changed()
     return len(g)

@@ -44,6 +44,10 @@ class Pairs:
     def gain(self) -> np.ndarray:
         return self.value - self.baseline
 
+    def take(self, rows: np.ndarray) -> "Pairs":
+        """The comparisons of ``rows`` (positions), renumbered from 0."""
+        return Pairs(self.keys.iloc[rows].reset_index(drop=True), self.value[rows], self.baseline[rows])
+
 
 PAIRS_SQL = """
 WITH b AS (SELECT config_hash, science_version, any_value(study) AS study, any_value(trial_id) AS trial_id FROM trials
@@ -158,8 +162,7 @@ def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = 
     if pairs is None:
         pairs = load_pairs(con, studies, ready_only=ready_only)
     else:
-        live = np.flatnonzero(~pairs.keys["method"].isin(CHANCE).to_numpy())
-        pairs = Pairs(pairs.keys.iloc[live].reset_index(drop=True), pairs.value[live], pairs.baseline[live])
+        pairs = pairs.take(np.flatnonzero(~pairs.keys["method"].isin(CHANCE).to_numpy()))
     out = pairs.keys.copy()
     if out.empty:
         return pd.DataFrame(columns=GAINS_COLUMNS)
