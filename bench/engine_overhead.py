@@ -25,7 +25,8 @@ import yaml
 
 from mmpkd_core.data.base import PREPARED_COUNT
 from mmpkd_core.teachers.base import FIT_COUNT
-from study.executor import Recorder, run_study, slots
+from study.recorder import Recorder
+from study.runner import executor_for, run_study
 from study.load import resolve_real_domain, spec_from_dict
 from study.trial_config import base_config
 from study.store import Store
@@ -77,7 +78,7 @@ def startup_parts(cache: str) -> dict:
     from mmpkd_core.data import load_domain
     from mmpkd_core.teachers import teacher_outputs
     from mmpkd_core.trial import pick_device, trial_inputs
-    from study.executor import torch_threads
+    from study.prepare import torch_threads
 
     t0 = time.perf_counter()
     data = load_domain(base.domain, base.data, cache)
@@ -129,7 +130,7 @@ def run(store: Store, s, cache: str) -> dict:
     gaps = sorted(v for v in seen.values() if isinstance(v, float) and v < 1e6)
     return {"wall": wall, "util": util, "slot_s": slot_s, "epochs": row[0], "baselines": row[1], "best": row[2],
             "prepared": PREPARED_COUNT["generated"] - before[0], "fitted": FIT_COUNT["fitted"] - before[1],
-            "gaps": gaps, "slots": slots(s)}
+            "gaps": gaps, "slots": executor_for(s, None, cache).slots()}
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ def payload(seed: int, images: int, epochs: int, grid: int, rng: random.Random) 
 def writer(db: str, writes: int, images: int) -> dict:
     """Trials per second the driver's Recorder writes into ``db``, the live snapshot and running gains on."""
     from mmpkd_core import baseline_config
-    from study.executor import Recorder
+    from study.recorder import Recorder
     from study.load import load_spec
     from study.store import Store
     from study.trial_config import base_config

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 
-def _distributions(space: dict):
+def optuna_distributions(space: dict):
     import optuna.distributions as d
 
     out = {}
@@ -112,7 +112,7 @@ def importance_rows(con, names: list[str], metric: str, n_boot: int = 20) -> lis
         if gain is None or not np.isfinite(gain):
             continue
         by_domain.setdefault(domain, []).append({"params": json.loads(params), "gain": float(gain)})
-        dists.setdefault(domain, {}).update(_distributions(specs[study].get("search_space", {})))
+        dists.setdefault(domain, {}).update(optuna_distributions(specs[study].get("search_space", {})))
     out = []
     for domain, rows in sorted(by_domain.items()):
         d = {k: v for k, v in dists[domain].items() if any(k in r["params"] for r in rows)}

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from study.errors import StudyError
-from study.gains import CHANCE, FACTORS, Pairs, _interval, _nanmean, _with_bins, load_pairs, two_level_draws
+from study.gains import (CHANCE, FACTORS, Pairs, load_pairs, percentile_interval, quiet_nanmean, two_level_draws,
+                         with_bins)
 from study.inference import (ALPHA, UNIT_ONE_MODEL, UNIT_PAIRED_SEED, UNIT_RECIPE_ONE_SEED, UNIT_RECIPE_WELCH,
                              UNIT_RECIPE_X_SEED, UNIT_SEED, infer, p_floor, reachable, two_way, welch)
 from study.stats import bootstrap_ci, bootstrap_ci_columns, holm
@@ -120,14 +121,14 @@ def _level_estimates(models: pd.DataFrame, recipes: pd.DataFrame, lids) -> pd.Da
 def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFrame:
     """The rows of an ablation table from per-image pairs (see the module docstring); the chance
     levels of the uniform and centre maps on the same images beside each row."""
-    keys = _with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
+    keys = with_bins(pairs.keys.rename(columns={"method": "attention_method"}))
     is_chance = keys["attention_method"].isin(CHANCE).to_numpy()
     live = np.flatnonzero(~is_chance)
     lk = keys.iloc[live].reset_index(drop=True)
     d, v, b = pairs.gain[live], pairs.value[live], pairs.baseline[live]
     lid = lk.groupby(by, sort=True, dropna=False).ngroup().to_numpy()
     lids, first = np.unique(lid, return_index=True)
-    models, recipes = _units(lk, lid, _nanmean(d, 1))
+    models, recipes = _units(lk, lid, quiet_nanmean(d, 1))
     est = _level_estimates(models, recipes, lids)
     n_recipes, n_seeds = recipes.groupby("lid").size(), models.groupby("lid")["seed"].nunique()
     one = lids[(est["unit"] == UNIT_ONE_MODEL).to_numpy()]
@@ -141,7 +142,7 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
             per_image = (np.add.reduceat(np.where(ok, sorted_d, 0.0), starts, axis=0)
                          / np.add.reduceat(ok, starts, axis=0)).T  # (images, levels): NaN where no row has one
         lo, hi = bootstrap_ci_columns(per_image, n_boot=n_boot)
-        est.loc[one, "mean"], est.loc[one, "ci_low"], est.loc[one, "ci_high"] = _nanmean(per_image, 0), lo, hi
+        est.loc[one, "mean"], est.loc[one, "ci_low"], est.loc[one, "ci_high"] = quiet_nanmean(per_image, 0), lo, hi
 
     def level_mean(x: np.ndarray) -> np.ndarray:  # the mean of every non-NaN score of each level's rows
         ok = ~np.isnan(x)
@@ -152,7 +153,7 @@ def ablation_table(pairs: Pairs, by: list[str], n_boot: int = 1000) -> pd.DataFr
 
     # each level's chance levels: the uniform and centre maps' mean score of its trials (a trial counted once)
     chance = (pd.DataFrame({"study": keys["study"].to_numpy()[is_chance], "trial_id": keys["trial_id"].to_numpy()[
-        is_chance], "c": keys["attention_method"].to_numpy()[is_chance], "m": _nanmean(pairs.value[is_chance], 1)})
+        is_chance], "c": keys["attention_method"].to_numpy()[is_chance], "m": quiet_nanmean(pairs.value[is_chance], 1)})
               .pivot_table(index=["study", "trial_id"], columns="c", values="m", aggfunc="first", dropna=False))
     level_trials = pd.DataFrame({"lid": lid, "study": lk["study"].to_numpy(),
                                  "trial_id": lk["trial_id"].to_numpy()}).drop_duplicates()
@@ -206,7 +207,7 @@ def over_control(mine: pd.DataFrame, theirs: pd.DataFrame, mine_recipes: np.ndar
         lo, hi, p = welch(mine_recipes, their_recipes)
         return diff, lo, hi, p, UNIT_RECIPE_WELCH
     draws = two_level_draws(d_mine, n_boot, seed=1) - two_level_draws(d_theirs, n_boot, seed=2)
-    lo, hi = _interval(draws)
+    lo, hi = percentile_interval(draws)
     return diff, lo, hi, np.nan, UNIT_ONE_MODEL
 
 
@@ -260,10 +261,10 @@ def ablation_path(con, study: str, metric: str, n_boot: int = 1000) -> pd.DataFr
                           if n == number and m == method and (0, s, method) in row_of])  # (seeds, images)
         diff, lo, hi, p = 0.0, np.nan, np.nan, np.nan
         if number != 0 and len(diffs) >= 2:  # paired by seed: the seed is the unit
-            est = infer([_nanmean(diffs, 1)])
+            est = infer([quiet_nanmean(diffs, 1)])
             diff, lo, hi, p = est["mean"][0], est["ci_low"][0], est["ci_high"][0], est["p_value"][0]
         elif number != 0 and len(diffs) == 1:  # one seed: the test images of one pair of models
-            diff = float(_nanmean(diffs[0]))
+            diff = float(quiet_nanmean(diffs[0]))
             lo, hi = bootstrap_ci(diffs[0], n_boot=n_boot)
         rows.append({"cell": cell_label(params[0], params.get(number, {})), "number": int(number), "method": method,
                      "gain": r["gain"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "unit": r["unit"],

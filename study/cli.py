@@ -43,7 +43,7 @@ def run(
 
 
 def _run_specs(specs, db: Path, replace: bool, report: bool, address, cache_dir: Path) -> None:
-    from study.executor import run_study
+    from study.runner import run_study
     from study.store import Store
 
     if address:  # before anything is opened, prepared or trained

@@ -141,13 +141,13 @@ def _raise_unpaired(table, i: int, n_bad: int):
                        f"baseline {only_b}; {n_bad} such comparisons); rerun the baseline or the trial")
 
 
-def _with_bins(df: pd.DataFrame) -> pd.DataFrame:
+def with_bins(df: pd.DataFrame) -> pd.DataFrame:
     for k, edges in BINS.items():
         df[f"{k}_bin"] = pd.cut(df[k], edges, right=False).astype(str)
     return df
 
 
-def _nanmean(x: np.ndarray, axis=None):
+def quiet_nanmean(x: np.ndarray, axis=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row (an undefined metric) stays NaN
         return np.nanmean(x, axis=axis)
@@ -174,7 +174,7 @@ def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = 
     if (~binary).any():
         p[~binary] = wilcoxon_p_columns(d[~binary].T)
     out["n_images"] = valid.sum(axis=1)
-    out["score"], out["baseline"], out["gain"] = _nanmean(v, 1), _nanmean(b, 1), _nanmean(d, 1)
+    out["score"], out["baseline"], out["gain"] = quiet_nanmean(v, 1), quiet_nanmean(b, 1), quiet_nanmean(d, 1)
     out["model_ci_low"], out["model_ci_high"], out["model_p_value"] = lo, hi, p
     out["model_test"] = np.where(binary, "mcnemar", "wilcoxon")
     out["model_p_holm"] = out.groupby(["study", "metric"])["model_p_value"].transform(lambda x: holm(x.to_numpy()))
@@ -184,10 +184,10 @@ def trial_gains(con, studies: list[str], n_boot: int = 1000, ready_only: bool = 
 def two_level_rows(d: np.ndarray, n_boot: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Two-level bootstrap interval of the mean over trials (rows of ``d``) of each trial's mean over
     images: resample trials, then images within each."""
-    return _interval(two_level_draws(d, n_boot, seed), level)
+    return percentile_interval(two_level_draws(d, n_boot, seed), level)
 
 
-def _interval(means: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(means: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     a = (1 - level) / 2
     return float(np.nanquantile(means, a)), float(np.nanquantile(means, 1 - a))
 
@@ -202,7 +202,7 @@ def two_level_draws(d: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         per_trial = (counts @ np.where(ok, d, 0.0).T) / (counts @ ok.T)  # (n_boot, T)
     picks = rng.integers(0, T, size=(n_boot, T))
-    return _nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
+    return quiet_nanmean(np.take_along_axis(per_trial, picks, axis=1), 1)
 
 
 GAINS_COLUMNS = ["study", "domain", "trial_id", "number", "seed", "teacher", "temperature", "alpha", "beta",

@@ -65,10 +65,10 @@ def recipes(design: str, budget: int = 32, seed: int = 0) -> list[dict]:
 def compare(budget: int = 64, replicates: int = 5, seed: int = 0) -> dict[str, list[dict]]:
     """Per design: fANOVA importance of each dimension, as the mean over ``replicates`` independent
     studies of ``budget`` recipes (each its own design seed and noise) with a t-interval over them."""
-    from reports.importance import _distributions, importance_table
+    from reports.importance import optuna_distributions, importance_table
     from study.inference import infer
 
-    dists = _distributions(SPACE)
+    dists = optuna_distributions(SPACE)
     out = {}
     for design in ("sensitivity", "optimize"):
         runs = [{r["dimension"]: r["importance"] for r in

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from study.errors import StudyError
-from study.gains import _nanmean, load_pairs
+from study.gains import quiet_nanmean, load_pairs
 
 MAX_SEEDS = 1000
 
@@ -66,7 +66,7 @@ def variance_components(con, study: str, metric: str | None = None, confidence: 
     with np.errstate(invalid="ignore", divide="ignore"):
         img_var = np.nanvar(d, axis=1, ddof=1) / n_img
     frame = pd.DataFrame({"method": k["method"], "metric": k["metric"], "recipe": k["number"].fillna(-1),
-                          "seed": k["seed"], "gain": _nanmean(d, 1), "img_var": img_var})
+                          "seed": k["seed"], "gain": quiet_nanmean(d, 1), "img_var": img_var})
     rows = []
     for (method, m), g in frame.groupby(["method", "metric"], sort=True):
         per_recipe = g.groupby("recipe")["gain"]

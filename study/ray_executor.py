@@ -1,4 +1,5 @@
-"""Ray Tune executor: Tuner + OptunaSearch (seeded TPE) + ASHA, quiet, driver-side store writes."""
+"""The Ray executor: one Tuner per phase in one Ray session per study, OptunaSearch (seeded TPE) in fixed
+batches, ASHA over the recipes, matched baselines in the same pool; quiet, driver-side store writes."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from study.baselines import BaselineQueue
+from study.executor import Executor
 from study.spec import StudySpec
 from study.tracking import storage
 
@@ -35,7 +38,7 @@ def ray_trial(config: dict, base: dict, seeds: list[int]) -> None:
         tune.report({"val_objective": float("nan"), "error": error_text(err)})
 
 
-def _callback(rec):
+def store_callback(rec):
     from ray import tune
 
     from mmpkd_core import TrialConfig
@@ -168,6 +171,8 @@ def check_address(address: str, timeout: float = 10.0) -> None:
 
 @contextmanager
 def ray_session(spec: StudySpec, address: str | None):
+    """Ray for one study: a new local instance on loopback, or the cluster at ``address``; shut down at the
+    end if it was started here (a Ray the caller started already is used as it is)."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
     import optuna
@@ -193,34 +198,60 @@ def _resources(spec: StudySpec) -> dict:
     return {"cpu": spec.executor.resources.cpu, "gpu": spec.executor.resources.gpu}
 
 
-def run_ray(spec: StudySpec, base, rec, cache_dir: str, address: str | None = None, finished: dict | None = None,
-            baselines=None, recipes: bool = True, name: str | None = None) -> None:
-    """One Tuner, one pool of workers: the recipes (``recipes``) and the matched baselines they need
-    (``baselines``, a ``study.executor.BaselineQueue``) run side by side. A baseline takes a slot that
-    no recipe can take (the sampler waiting for a batch's results, or every recipe handed out);
-    ASHA judges the recipes only."""
+class RayExecutor(Executor):
+    kind = "ray"
+    gains_while_running = True
+
+    def slots(self) -> int:
+        """Ray's ``max_concurrent``, as far as this machine's cores allow (on a cluster, ``--address``,
+        as many as asked)."""
+        return self.spec.executor.max_concurrent if self.address else self.node_slots()
+
+    def node_slots(self) -> int:
+        ex = self.spec.executor
+        return max(1, min(ex.max_concurrent, int((os.cpu_count() or 1) // ex.resources.cpu)))
+
+    def session(self):
+        return ray_session(self.spec, self.address)
+
+    def run(self, rec, finished: dict, baselines: BaselineQueue | None) -> None:
+        run_ray(self.spec, self.base, rec, self.cache_dir, finished, baselines=baselines)
+
+    def run_baselines(self, rec, configs: list) -> None:
+        run_ray(self.spec, self.base, rec, self.cache_dir, baselines=BaselineQueue(self.base, [], configs),
+                recipes=False, name=f"{self.spec.name}-baselines")
+
+
+def run_ray(spec: StudySpec, base, rec, cache_dir: str, finished: dict | None = None,
+            baselines: BaselineQueue | None = None, recipes: bool = True, name: str | None = None) -> None:
+    """One Tuner, one pool of workers, in the study's Ray session (``ray_session``): the recipes
+    (``recipes``) and the matched baselines they need (``baselines``) run side by side. A baseline takes
+    a slot that no recipe can take (the sampler waiting for a batch's results, or every recipe handed
+    out); ASHA judges the recipes only."""
+    import ray
     from ray import tune
 
     from study.tracking import ray_callbacks
 
+    if not ray.is_initialized():  # Tune would start a Ray of its own, with none of the session's settings
+        raise RuntimeError("run_ray runs inside the study's ray_session")
     ex = spec.executor
-    with ray_session(spec, address):
-        search = searcher(spec, finished, baselines=baselines, recipes=recipes, base=base)
-        scheduler = recipe_scheduler(spec)
-        if finished and spec.scheduler() == "asha":
-            replay_rungs(scheduler, finished, spec.objective.mode)
-        trainable = tune.with_parameters(ray_trial, base=base.to_dict(), seeds=spec.seed_list())
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, _resources(spec)),
-            tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric="val_objective",
-                                        mode=spec.objective.mode, num_samples=-1,  # the searcher says when
-                                        max_concurrent_trials=ex.max_concurrent, reuse_actors=True),
-            run_config=tune.RunConfig(name=name or spec.name, storage_path=storage(spec, cache_dir),
-                                      verbose=0, callbacks=[_callback(rec), *ray_callbacks(spec)],
-                                      stop=_failure_stopper(rec, ex.max_failures),
-                                      failure_config=tune.FailureConfig(max_failures=ex.max_retries)),
-        )
-        tuner.fit()
+    search = searcher(spec, finished, baselines=baselines, recipes=recipes, base=base)
+    scheduler = recipe_scheduler(spec)
+    if finished and spec.scheduler() == "asha":
+        replay_rungs(scheduler, finished, spec.objective.mode)
+    trainable = tune.with_parameters(ray_trial, base=base.to_dict(), seeds=spec.seed_list())
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, _resources(spec)),
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, metric="val_objective",
+                                    mode=spec.objective.mode, num_samples=-1,  # the searcher says when
+                                    max_concurrent_trials=ex.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=name or spec.name, storage_path=storage(spec, cache_dir),
+                                  verbose=0, callbacks=[store_callback(rec), *ray_callbacks(spec)],
+                                  stop=failure_stopper(rec, ex.max_failures),
+                                  failure_config=tune.FailureConfig(max_failures=ex.max_retries)),
+    )
+    tuner.fit()
 
 
 def recipe_scheduler(spec: StudySpec):
@@ -274,7 +305,7 @@ def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, reci
     """OptunaSearch (seeded TPE) in fixed batches, so that the sequence of sampled recipes does not
     depend on how many trials run at once or in which order they finish. ``finished`` (resuming):
     recipe number -> stored outcome, replayed into the sampler before any new suggestion.
-    ``baselines``: a ``study.executor.BaselineQueue`` handed out where no recipe can be."""
+    ``baselines``: a ``study.baselines.BaselineQueue`` handed out where no recipe can be."""
     from ray.tune.search.optuna import OptunaSearch
 
     from study.sampling import first_batch, sampler
@@ -283,13 +314,13 @@ def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, reci
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
                           sampler=sampler(spec), points_to_evaluate=spec.recipes or None)
     ex = spec.executor
-    batched = _batched(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines)
+    batched = batched_search(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines)
     if finished:
         batched.replay(finished)
     return batched
 
 
-def _batched(inner, batch: int, total: int, first: int | None = None, baselines=None):
+def batched_search(inner, batch: int, total: int, first: int | None = None, baselines=None):
     import pickle
 
     from ray.tune.search import Searcher
@@ -402,14 +433,14 @@ def _batched(inner, batch: int, total: int, first: int | None = None, baselines=
     return BatchedSearch()
 
 
-def _failure_stopper(rec, limit: int | None):
+def failure_stopper(rec, limit: int | None):
     from ray.tune.stopper import Stopper
 
-    class TooManyFailures(Stopper):
+    class FailureLimit(Stopper):
         def __call__(self, trial_id, result):
             return False
 
         def stop_all(self):
             return limit is not None and len(rec.failed) > limit
 
-    return TooManyFailures()
+    return FailureLimit()

@@ -82,12 +82,12 @@ def test_importance_is_not_drawn_from_an_optimise_study(con):
 
 
 def test_importance_table_of_the_only_dimension_is_all_of_it():
-    from reports.importance import _distributions, importance_table
+    from reports.importance import optuna_distributions, importance_table
 
     rows = [{"params": {"teacher": t}, "gain": g} for t, g in
             [("mlp", 0.3), ("mlp", 0.31), ("lightgbm", 0.0), ("lightgbm", 0.01)] * 2]
-    out = importance_table(rows, _distributions({"teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]}}),
-                           n_boot=5)
+    space = {"teacher": {"type": "categorical", "choices": ["lightgbm", "mlp"]}}
+    out = importance_table(rows, optuna_distributions(space), n_boot=5)
     assert {r["method"] for r in out} == {"fANOVA", "PED-ANOVA", "LightGBM TreeSHAP"}
     for r in out:
         assert r["dimension"] == "teacher" and r["trials"] == 8

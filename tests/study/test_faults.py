@@ -14,8 +14,8 @@ import pytest
 
 from conftest import EPOCHS, result, scores
 from mmpkd_core import DataConfig, StudentConfig, TrialConfig
-from study.executor import Recorder
-from study.ray_executor import _batched, _callback
+from study.recorder import Recorder
+from study.ray_executor import batched_search, store_callback
 from study.store import Store
 
 NODE = "3f1c2a9be07d4c15a0e2f1d3c4b5a6978e9f0a1b2c3d4e5f60718293"
@@ -43,7 +43,7 @@ def test_a_retried_trial_keeps_one_row_and_only_its_last_attempts_epochs(tmp_pat
     store.create_study("f", "synthetic_ddsm", "{}", "h", planned=2)
     said = []
     rec = Recorder(store, "f", TrialConfig(domain="synthetic_ddsm"), said.append, total=2, seeds=[0])
-    cb = _callback(rec)
+    cb = store_callback(rec)
     a, b = fake_trial(tmp_path, "a", 0), fake_trial(tmp_path, "b", 1)
     ep1, ep2 = EPOCHS
     for t in (a, b):
@@ -84,7 +84,7 @@ def test_a_trial_whose_actor_died_being_created_is_still_recorded(tmp_path):
     rec = Recorder(store, "g", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=1, seeds=[0])
     t = fake_trial(tmp_path, "c", 0)
     die(t, "The actor is dead because its worker process has died.\n\tpid: 99\n\tip: 10.0.0.7")
-    _callback(rec).on_trial_error(0, [], t)
+    store_callback(rec).on_trial_error(0, [], t)
     assert store.con.execute("SELECT status FROM trials").fetchall() == [("failed",)]
     assert rec.failed == ["its worker process 99 on node 10.0.0.7 died (killed, out of memory or crashed)"]
     store.close()
@@ -107,7 +107,7 @@ def test_the_batched_searcher_hears_a_retried_trial_once():
             self.completed.append((trial_id, error))
 
     inner = Inner()
-    search = _batched(inner, batch=1, total=2)
+    search = batched_search(inner, batch=1, total=2)
     assert search.suggest("t0") == {"alpha": 0.5, "_recipe": 0}
     for step in (1, 2, 1, 2, 3):  # died after epoch 2; the retry reports from epoch 1 again
         search.on_trial_result("t0", {"training_iteration": step, "val_objective": 0.5})

@@ -3,7 +3,7 @@ progress line shows."""
 import duckdb
 
 from mmpkd_core import TrialConfig
-from study.executor import Recorder
+from study.recorder import Recorder
 from study.store import Store
 
 
@@ -17,7 +17,7 @@ class Line:
 
 def test_pruned_and_failed_trials_record_their_cost_and_the_line_counts_them(tmp_path, monkeypatch):
     clock = [10.0]
-    monkeypatch.setattr("study.executor.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
     store = Store(tmp_path / "r.duckdb")
     store.create_study("r", "synthetic_ddsm", "{}", "h", planned=6)
     rec = Recorder(store, "r", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3, seeds=[0, 1])
@@ -84,7 +84,7 @@ def test_gains_are_written_as_recipes_and_their_baselines_finish(tmp_path, monke
         refresh_gains(store, "g", n_boot=50)
 
     clock = [100.0]
-    monkeypatch.setattr("study.executor.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
     calls = []
     monkeypatch.setattr("study.gain_tables.refresh_gains",
                         lambda *a, **k: (calls.append(k), clock.__setitem__(0, clock[0] + 2)))

@@ -59,7 +59,7 @@ def test_baselines_take_the_slots_no_recipe_can_take():
     batch's results, a recipe that samples the schedule queues a baseline of its own, and the searcher says
     it has finished once every recipe and baseline is out."""
     from mmpkd_core import DataConfig, StudentConfig, TrialConfig, baseline_config
-    from study.executor import BaselineQueue
+    from study.baselines import BaselineQueue
 
     base = TrialConfig(domain="synthetic_ddsm", data=DataConfig(), student=StudentConfig(epochs=2), teacher="mlp",
                        seed=0)
