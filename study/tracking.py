@@ -7,7 +7,7 @@
   executor passes Ray Tune's own logger callbacks (``ray_callbacks``); the local executor writes the
   same records here, one run per recipe (and per baseline), from the reports the driver receives.
 
-The driver's ``Recorder`` (study.executor) calls ``Trackers.epoch`` with every epoch report of a
+The driver's ``Recorder`` (study.recorder) calls ``Trackers.epoch`` with every epoch report of a
 recipe and ``Trackers.finished`` once a trial's row is committed; a tracker reads what it needs from
 that row. A tracker that fails mid-study is dropped with a note: the database is the record, the
 trackers are views of it.
