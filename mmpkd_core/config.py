@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt
 
 from mmpkd_core.data.base import DataConfig
 from mmpkd_core.hashing import stable_hash
@@ -10,17 +13,21 @@ from mmpkd_core.hashing import stable_hash
 
 @dataclass(frozen=True)
 class StudentConfig:
+    """The student and its training. Each field is declared here once, with its bounds (``annotated_types``)
+    beside it: a study spec's ``student`` section (``study.spec.StudentSpec``) is generated from these
+    fields, and a search space's range check (``study.spec.RANGES``) reads the same bounds."""
+
     model: str = "vit_tiny_patch16_224"  # a timm model name; the fields below override its shape
-    patch_size: int = 8
-    embed_dim: int = 64
-    depth: int = 3
-    num_heads: int = 4
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    precision: str = "fp32"  # "bf16": autocast on a GPU (the CPU trains in fp32)
+    patch_size: Annotated[int, Ge(1)] = 8
+    embed_dim: Annotated[int, Ge(8)] = 64
+    depth: Annotated[int, Ge(1)] = 3
+    num_heads: Annotated[int, Ge(1)] = 4
+    epochs: Annotated[int, Ge(1)] = 10
+    batch_size: Annotated[int, Ge(1)] = 32
+    lr: Annotated[float, Gt(0)] = 1e-3
+    weight_decay: Annotated[float, Ge(0)] = 0.05
+    warmup_epochs: Annotated[int, Ge(0)] = 1
+    precision: Literal["fp32", "bf16"] = "fp32"  # "bf16": autocast on a GPU (the CPU trains in fp32)
     pretrained: str | None = None  # a local timm checkpoint (.pth / .safetensors) to start from
 
 

@@ -21,8 +21,9 @@ def without_defaults(d: dict, later: list[tuple[str, object]]) -> dict:
     return out
 
 
-def stable_hash(d, later: list[tuple[str, object]] = ()) -> str:
+def stable_hash(d, later: list[tuple[str, object]] = (), suffix: str = "") -> str:
     """The first 16 hex digits of the SHA-256 of ``d`` as JSON with sorted keys, the fields of ``later``
-    left out while they hold their earlier value (see ``without_defaults``)."""
+    left out while they hold their earlier value (see ``without_defaults``), and ``suffix`` appended to
+    that JSON text (a real data set's fingerprint: ``DataConfig.key``)."""
     blob = without_defaults(d, list(later)) if later else d
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256((json.dumps(blob, sort_keys=True) + suffix).encode()).hexdigest()[:16]

@@ -1,14 +1,23 @@
 """The study spec's pydantic models (unknown keys rejected), their hashes, and pydantic's errors
 turned into one line. ``study.load`` reads a YAML file into them and runs the semantic checks.
+
+The ``data`` and ``student`` sections are generated from ``mmpkd_core``'s frozen dataclasses
+(``DataConfig``, ``StudentConfig``), where each field is declared once with its bounds beside it; the
+search space's valid ranges (``RANGES``) are read from the same bounds.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import typing
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
+from mmpkd_core.config import SEARCHABLE, TOP_DIMENSIONS, StudentConfig
+from mmpkd_core.data.base import DataConfig
 from mmpkd_core.hashing import stable_hash
 from study.errors import SpecError
 
@@ -19,34 +28,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataSpec(Strict):
-    n_train: int = Field(600, ge=10)
-    n_val: int = Field(150, ge=10)
-    n_test: int = Field(150, ge=10)
-    image_size: int = Field(48, ge=16, le=1024)
-    seed: int = 0
-    label_noise: float | None = Field(None, ge=0.0, le=0.5)
-    shortcut: float = Field(0.0, ge=0.0, le=1.0)  # synthetic_cxr: a corner marker following the given label
-    # Real domains (cbis_ddsm, mimic_cxr): the data set's folder -- ``${VAR}`` reads an environment
-    # variable; empty or unset runs the domain's synthetic stand-in -- and the domain's options.
-    root: str | None = None
-    options: dict[str, Any] = {}
-    skip_bad: bool = False
+def section_of(config: type, name: str, /, **overrides: tuple[Any, Any]) -> type[Strict]:
+    """A spec section's model with the fields of the frozen dataclass ``config``: the same names in the
+    same order, the same types with their bounds (``Annotated`` metadata) and the same defaults, except
+    ``overrides`` (field name -> (type, default)), the fields that a spec writes in another form."""
+    hints = typing.get_type_hints(config, include_extras=True)
+    fields = {}
+    for f in dataclasses.fields(config):
+        if f.default is dataclasses.MISSING:
+            raise TypeError(f"{config.__name__}.{f.name} has no plain default")
+        fields[f.name] = overrides.pop(f.name) if f.name in overrides else (hints[f.name], f.default)
+    if overrides:
+        raise TypeError(f"{config.__name__} has no field {', '.join(overrides)}")
+    return create_model(name, __base__=Strict, __module__=__name__, **fields)
 
 
-class StudentSpec(Strict):
-    model: str = "vit_tiny_patch16_224"
-    patch_size: int = Field(8, ge=1)
-    embed_dim: int = Field(64, ge=8)
-    depth: int = Field(3, ge=1)
-    num_heads: int = Field(4, ge=1)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    warmup_epochs: int = Field(1, ge=0)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast applies on a GPU; the CPU trains in fp32
-    pretrained: str | None = None  # a local timm checkpoint of ``model``'s shape (e.g. ImageNet weights)
+# A spec's ``data`` section: mmpkd_core's DataConfig. Real domains (cbis_ddsm, mimic_cxr): ``root`` is the
+# data set's folder -- ``${VAR}`` reads an environment variable; empty or unset runs the domain's synthetic
+# stand-in -- and ``options`` the domain's options, a mapping here (DataConfig holds them as sorted JSON:
+# ``DataConfig.from_section``).
+DataSpec = section_of(DataConfig, "DataSpec", options=(dict[str, Any], {}))
+# A spec's ``student`` section: mmpkd_core's StudentConfig, as it is.
+StudentSpec = section_of(StudentConfig, "StudentSpec")
 
 
 class RecipeSpec(Strict):
@@ -195,11 +198,30 @@ class StudySpec(Strict):
         return stable_hash(d, LATER_FIELDS)  # hashed only when set: studies stored before them still resume
 
 
-# valid range per numeric dimension: (low, high, low inclusive)
-RANGES = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": (0.0, None, True),
-          "lr": (0.0, None, False), "weight_decay": (0.0, None, True), "epochs": (1, None, True),
-          "batch_size": (1, None, True), "embed_dim": (8, None, True), "depth": (1, None, True),
-          "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
+def valid_range(field: FieldInfo) -> tuple | None:
+    """A field's bounds as (low, high, low inclusive), None where it has none; each bound in the field's
+    own type (``[8, inf]`` for an int, ``(0.0, inf]`` for a float), the high bound inclusive."""
+    low = high = None
+    inclusive = True
+    for m in field.metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            low, inclusive = m.gt, False
+        elif isinstance(m, annotated_types.Le):
+            high = m.le
+        elif isinstance(m, annotated_types.Lt):
+            raise TypeError("an exclusive upper bound (lt) has no form in RANGES; use le")
+    if low is None and high is None:
+        return None
+    kind = field.annotation if field.annotation in (int, float) else (lambda v: v)
+    return (None if low is None else kind(low), None if high is None else kind(high), inclusive)
+
+
+# valid range per numeric dimension: (low, high, low inclusive); the recipe's from RecipeSpec, the
+# student's from StudentConfig (through StudentSpec)
+RANGES = {name: r for name in SEARCHABLE
+          if (r := valid_range((RecipeSpec if name in TOP_DIMENSIONS else StudentSpec).model_fields[name]))}
 
 
 LATER_FIELDS = [("data.shortcut", 0.0), ("data.root", None), ("data.options", {}), ("data.skip_bad", False),

@@ -1,17 +1,17 @@
 """The record every domain yields, and the on-disk cache that all trials share."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Annotated, Callable
 
 import numpy as np
 import pandas as pd
+from annotated_types import Ge, Le
 
 from mmpkd_core.cache import atomic_write, cache_root, cache_version  # noqa: F401  (their old home)
-from mmpkd_core.hashing import without_defaults
+from mmpkd_core.hashing import stable_hash, without_defaults
 from mmpkd_core.registry import Registry
 
 if TYPE_CHECKING:
@@ -27,31 +27,33 @@ LATER_DATA_FIELDS = [("shortcut", 0.0), ("root", None), ("options", "{}"), ("ski
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What determines a domain's data: same config, same arrays, bit for bit."""
+    """What determines a domain's data: same config, same arrays, bit for bit.
 
-    n_train: int = 600
-    n_val: int = 150
-    n_test: int = 150
-    image_size: int = 48
+    Each field is declared here once, with its bounds (``annotated_types``) beside it: a study spec's
+    ``data`` section (``study.spec.DataSpec``) is generated from these fields and checks those bounds."""
+
+    n_train: Annotated[int, Ge(10)] = 600
+    n_val: Annotated[int, Ge(10)] = 150
+    n_test: Annotated[int, Ge(10)] = 150
+    image_size: Annotated[int, Ge(16), Le(1024)] = 48
     seed: int = 0
     # Fraction of *training* image labels that are wrong while the privileged modality
     # states the truth. None = the domain's documented default.
-    label_noise: float | None = None
+    label_noise: Annotated[float | None, Ge(0.0), Le(0.5)] = None
     # synthetic_cxr: a corner marker that follows the *given* training label with this probability
     # (and is absent/present at random on validation and test images); 0 = no marker. See its docstring.
-    shortcut: float = 0.0
+    shortcut: Annotated[float, Ge(0.0), Le(1.0)] = 0.0
     # Real domains only: the data set's folder, and the domain's options as sorted JSON (a string,
-    # so that the config stays hashable). Synthetic domains ignore both.
+    # so that the config stays hashable; a spec gives them as a mapping). Synthetic domains ignore both.
     root: str | None = None
     options: str = "{}"
     skip_bad: bool = False  # real domains: skip unreadable inputs (listed in the prepared cache) instead of stopping
 
     def key(self, domain: str) -> str:
-        blob = json.dumps({"domain": domain, **self.identity()}, sort_keys=True)
         spec = DOMAINS.get(domain) if domain in DOMAINS else None
-        if spec is not None and spec.fingerprint is not None:  # a real data set: its tables are part of the key
-            blob += spec.fingerprint(self)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        # a real data set: its tables are part of the key (their digest appended to the JSON before hashing)
+        tables = spec.fingerprint(self) if spec is not None and spec.fingerprint is not None else ""
+        return stable_hash({"domain": domain, **self.identity()}, suffix=tables)
 
     @classmethod
     def from_section(cls, options: dict | None = None, root: str | None = None, **fields) -> "DataConfig":

@@ -69,3 +69,29 @@ def test_cxr_shortcut_marker_follows_the_given_label_in_training_only():
     # on validation and test images it says nothing about the truth
     assert abs(m[held & (marked.true_labels == 1)].mean() - m[held & (marked.true_labels == 0)].mean()) < 0.15
     assert not marked.masks[:, 1:5, 1:5].any()  # the ROI is the opacity, never the marker
+
+
+@pytest.mark.parametrize("cfg,domain,key", [
+    (DataConfig(), "synthetic_cxr", "649b7ca33f8fbf1f"),
+    (DataConfig(n_train=100, image_size=64, label_noise=0.2), "synthetic_ddsm", "fe74ffe23d034222"),
+    (DataConfig(shortcut=0.5, seed=3), "synthetic_cxr", "3af6b7387348620d"),
+    (DataConfig.from_section(options={"max_train": 50, "view": "CC"}, skip_bad=True), "synthetic_ddsm",
+     "be83c774cdafbb7a"),
+])
+def test_data_keys_are_stable(cfg, domain, key):
+    """The data cache's folders are named by these keys: a changed key regenerates every cached data set."""
+    assert cfg.key(domain) == key
+
+
+def test_a_real_data_sets_key_is_its_config_and_its_tables(tmp_path):
+    """A real domain's key hashes the config's JSON with the tables' digest appended (as before the key went
+    through stable_hash): a prepared cache and its stored baselines stay found."""
+    import hashlib
+    import json
+
+    import real_layouts
+
+    cfg = DataConfig.from_section(root=str(real_layouts.cbis_ddsm(tmp_path / "ddsm")), options={"max_train": 8})
+    tables = DOMAINS.get("cbis_ddsm").fingerprint(cfg)
+    blob = json.dumps({"domain": "cbis_ddsm", **cfg.identity()}, sort_keys=True) + tables
+    assert tables and cfg.key("cbis_ddsm") == hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,4 +1,7 @@
+import dataclasses
 import textwrap
+import typing
+from typing import Annotated
 
 import pytest
 from hypothesis import given, settings
@@ -216,3 +219,83 @@ def test_tracking_is_no_part_of_the_spec_hash_and_a_misspelt_tracking_key_is_nam
     with pytest.raises(SpecError) as err:
         spec_from_dict({**raw, "tracking": {"mlflow": {"trackin_uri": "sqlite:///x.db"}}})
     assert str(err.value) == "tracking.mlflow.trackin_uri: unknown key (did you mean 'tracking_uri'?)"
+
+
+def test_a_bound_declared_on_the_config_reaches_the_spec_and_the_search_space(tmp_path):
+    """``embed_dim >= 8`` is written once, on mmpkd_core's StudentConfig: the spec's ``student`` section
+    and the search space's range check both read it from there."""
+    from annotated_types import Ge
+
+    from mmpkd_core.config import StudentConfig
+
+    assert typing.get_type_hints(StudentConfig, include_extras=True)["embed_dim"].__metadata__ == (Ge(8),)
+    plain = "name: b\ndomain: synthetic_ddsm\n"
+    path = write(tmp_path, plain + "student: {embed_dim: 4}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: student.embed_dim: input should be greater than or equal to 8 (got 4)"
+    path = write(tmp_path, plain + "search_space: {embed_dim: {type: int, low: 4, high: 64}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: search_space.embed_dim: embed_dim must lie in [8, inf] (got 4)"
+
+
+def test_ranges_are_the_declared_bounds():
+    """RANGES is derived from the bounds (StudentConfig's, RecipeSpec's), each in its field's type: the
+    messages print ``[8, inf]`` for an int and ``(0.0, inf]`` for a float, as the hand-written table did."""
+    from study.spec import RANGES
+
+    written = {"alpha": (0.0, 1.0, True), "temperature": (0.0, None, False), "beta": (0.0, None, True),
+               "lr": (0.0, None, False), "weight_decay": (0.0, None, True), "epochs": (1, None, True),
+               "batch_size": (1, None, True), "embed_dim": (8, None, True), "depth": (1, None, True),
+               "num_heads": (1, None, True), "patch_size": (1, None, True), "warmup_epochs": (0, None, True)}
+    assert {k: repr(v) for k, v in RANGES.items()} == {k: repr(v) for k, v in written.items()}
+
+
+def test_a_section_model_is_made_from_any_config_dataclass():
+    from dataclasses import dataclass
+
+    from annotated_types import Ge, Gt, Le
+    from pydantic import ValidationError
+
+    from study.spec import section_of, valid_range
+
+    @dataclass(frozen=True)
+    class Toy:
+        width: Annotated[int, Ge(3), Le(9)] = 4
+        rate: Annotated[float, Gt(0)] = 0.5
+        name: str = "toy"
+
+    model = section_of(Toy, "ToySpec", name=(list[str], []))
+    assert list(model.model_fields) == ["width", "rate", "name"] and model().model_dump() == {
+        "width": 4, "rate": 0.5, "name": []}
+    with pytest.raises(ValidationError):
+        model(width=10)
+    assert [valid_range(f) for f in model.model_fields.values()] == [(3, 9, True), (0.0, None, False), None]
+    with pytest.raises(TypeError, match="has no field nmae"):
+        section_of(Toy, "ToySpec", nmae=(str, ""))
+
+
+@pytest.mark.parametrize("overrides", [{"options": ({}, "{}")}, {}], ids=["data", "student"])
+def test_spec_sections_have_the_configs_fields_and_defaults(overrides):
+    """DataSpec and StudentSpec are generated from DataConfig and StudentConfig: the same names in the same
+    order, the same defaults and bounds; DataSpec.options alone differs (a mapping in a spec, sorted JSON
+    in the config)."""
+    from mmpkd_core.config import StudentConfig
+    from mmpkd_core.data import DataConfig
+    from study.spec import DataSpec, StudentSpec
+
+    spec, config = (DataSpec, DataConfig) if overrides else (StudentSpec, StudentConfig)
+    fields = dataclasses.fields(config)
+    hints = typing.get_type_hints(config, include_extras=True)
+    assert list(spec.model_fields) == [f.name for f in fields]
+    for f in fields:
+        got = spec.model_fields[f.name]
+        if f.name in overrides:
+            assert (got.default, f.default) == overrides[f.name]
+            continue
+        assert got.default == f.default and type(got.default) is type(f.default), f.name
+        bounds = hints[f.name].__metadata__ if typing.get_origin(hints[f.name]) is Annotated else ()
+        assert tuple(got.metadata) == bounds, f.name
+    made = config.from_section(**spec().model_dump()) if overrides else config(**spec().model_dump())
+    assert made == config()  # the spec's defaults are the config's
