@@ -64,24 +64,31 @@ def tune_methods(model, images, masks: np.ndarray | None, methods, metric: str) 
     ``metric`` on these (validation) images. Test images are never used here. ``images``: a tensor
     with its ``masks``, or a function returning a fresh iterable of ``(x, masks)`` batches (each
     combination reads the images again: nothing holds them all)."""
-    import itertools
-
     chosen: dict[str, dict] = {}
     for m in methods:
-        grid = attention.METHODS.get(m).grid
-        if not grid or (isinstance(images, torch.Tensor) and len(images) == 0):
+        if not attention.METHODS.get(m).grid or (isinstance(images, torch.Tensor) and len(images) == 0):
             continue
-        best, best_params, empty = -np.inf, None, False
-        for values in itertools.product(*grid.values()):
-            p = dict(zip(grid, values))
-            feed = images if isinstance(images, torch.Tensor) else images()
-            s = localization_scores(model, feed, masks, [m], [metric], params={m: p})[(m, metric)]
-            if len(s) == 0:  # no validation image with an ROI: nothing to tune on
-                empty = True
-                break
-            score = float(np.nanmean(s)) if np.isfinite(s).any() else -np.inf
-            if score > best:  # ties keep the first (the grid lists the default first)
-                best, best_params = score, p
-        if not empty:
-            chosen[m] = best_params
+        params, _ = tune_method(model, images, masks, m, metric)
+        if params is not None:
+            chosen[m] = params
     return chosen
+
+
+def tune_method(model, images, masks: np.ndarray | None, method: str, metric: str) -> tuple[dict | None, float]:
+    """The combination of ``method``'s grid (its defaults first) with the best mean ``metric`` on these
+    validation images, and that mean: the objective as the study sees it, epoch by epoch and at the end.
+    ``(None, nan)`` without an image with an ROI; a method without a grid is scored once with ``{}``."""
+    import itertools
+
+    grid = attention.METHODS.get(method).grid
+    best, best_params = -np.inf, None
+    for values in itertools.product(*grid.values()):
+        p = dict(zip(grid, values))
+        feed = images if isinstance(images, torch.Tensor) else images()
+        s = localization_scores(model, feed, masks, [method], [metric], params={method: p})[(method, metric)]
+        if len(s) == 0:  # no validation image with an ROI: nothing to tune on
+            return None, float("nan")
+        score = float(np.nanmean(s)) if np.isfinite(s).any() else -np.inf
+        if score > best or best_params is None:  # ties keep the first (the grid lists the default first)
+            best, best_params = score, p
+    return best_params, (best if np.isfinite(best) else float("nan"))

@@ -13,7 +13,8 @@ from torch import nn
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data.base import DomainData
 from mmpkd_core.data.stream import batches, train_stats
-from mmpkd_core.evaluate import auroc, localization_scores, predict_scores
+from mmpkd_core.attention import METHODS
+from mmpkd_core.evaluate import auroc, predict_scores, tune_method
 from mmpkd_core.losses import kd_loss
 from mmpkd_core.student import build_student, forward_with_features
 
@@ -62,29 +63,33 @@ def get_lr(step: int, total: int, warmup: int, base: float) -> float:
 
 
 def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
-    """Validation AUROC and objective. The objective's own forward pass over the images with an ROI
-    also yields their logits (caught at the head), so only the images without one need another."""
+    """Validation AUROC and objective. The objective is the one the test objective is: the sampled
+    attention method with its parameters tuned on these validation images (``tune_method``; the test
+    images are scored with the combination the last epoch chose), so the sampler, ASHA and the stored
+    ``val_objective`` see what ``test_objective`` measures. The objective's first forward pass over the
+    images with an ROI also yields their logits (caught at the head), so only the images without one
+    need another."""
     va = data.index("val")
     roi = data.roi_index("val")
     has_roi = np.isin(va, roi)
     caught: list[torch.Tensor] = []
     hook = model.head.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
     try:
-        s = localization_scores(model, t.batches(roi, 128, masks=True), None, [cfg.attention_method],
-                                [cfg.objective_metric])
+        _, objective = tune_method(model, lambda: t.batches(roi, 128, masks=True), None, cfg.attention_method,
+                                   cfg.objective_metric)
     finally:
         hook.remove()
     scores = np.empty(len(va), dtype=np.float32)
-    if len(caught) and sum(len(c) for c in caught) == len(roi):  # exactly one forward over the ROI images
-        logits = torch.cat(caught)
+    combos = math.prod(len(v) for v in METHODS.get(cfg.attention_method).grid.values())
+    if len(caught) and sum(len(c) for c in caught) == combos * len(roi):  # one forward per combination
+        logits = torch.cat(caught)[:len(roi)]  # the first combination's, in the ROI images' order
         scores[has_roi] = (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
     else:
         scores[has_roi] = predict_scores(model, t.batches(roi, 256))
     if (~has_roi).any():
         scores[~has_roi] = predict_scores(model, t.batches(va[~has_roi], 256))
-    obj = s[(cfg.attention_method, cfg.objective_metric)]
     return {"val_auroc": auroc(data.true_labels[va], scores),
-            "val_objective": float(np.nanmean(obj)) if len(roi) else float("nan")}
+            "val_objective": objective if len(roi) else float("nan")}
 
 
 def train_epochs(cfg: TrialConfig, data: DomainData, t: Inputs) -> Iterator[tuple[nn.Module, dict]]:

@@ -170,7 +170,7 @@ def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> 
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
     chosen = tune_methods(model, lambda: t.batches(val_roi, 128, masks=True), None, methods, cfg.objective_metric)
     # the gallery keeps the maps of the sampled method (a baseline: of every method, for any trial to pair with)
-    kept = {m: [] for m in (cfg.eval_methods if cfg.teacher == "none" else (cfg.attention_method,))
+    kept = {m: [] for m in (cfg.eval_methods if cfg.is_baseline else (cfg.attention_method,))
             if m not in CHANCE_REFERENCES}
     scores = localization_scores(model, t.batches(roi, 128, masks=True), None, methods, cfg.eval_metrics, params=chosen,
                                  keep_maps=kept)

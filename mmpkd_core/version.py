@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-SCIENCE_VERSION = 1
+SCIENCE_VERSION = 2
 
 
 def engine_version() -> str:

@@ -39,3 +39,35 @@ def test_payload_scores_every_method_metric_and_chance_level(cache_dir):
                                 for k in ("pointing_game", "relevance_mass")}
     assert all(len(v) == len(p["image_ids"]) == 40 for v in p["scores"].values())
     assert set(p["method_params"]) == {"raw_cls", "rollout"}
+
+
+@pytest.mark.parametrize("method", ["rollout", "raw_cls"])
+def test_validation_and_test_objectives_use_the_same_tuned_parameters(cache_dir, method):
+    """One objective: each epoch's val_objective (what the sampler and ASHA see, and what is stored) is the
+    sampled method at the parameters tuned on the validation images, the ones the test images are then
+    scored with; it is never below the method's defaults on the same images."""
+    import dataclasses
+
+    from mmpkd_core.data import load_domain
+    from mmpkd_core.evaluate import localization_scores, tune_methods
+    from mmpkd_core.teachers import teacher_outputs
+    from mmpkd_core.trainer import train, trial_inputs
+    from mmpkd_core.trial import pick_device
+
+    cfg = dataclasses.replace(CFG, cache_dir=cache_dir, attention_method=method, objective_metric="relevance_mass")
+    data = load_domain(cfg.domain, cfg.data, cache_dir)
+    t = trial_inputs(data, teacher_outputs("mlp", cfg.domain, cfg.data, 0, cache_dir), pick_device())
+    model, history = train(cfg, data, t)
+    val = data.roi_index("val")
+    chosen = tune_methods(model, lambda: t.batches(val, 128, masks=True), None, [method], "relevance_mass")
+
+    def val_score(params: dict) -> float:
+        s = localization_scores(model, t.batches(val, 128, masks=True), None, [method], ["relevance_mass"],
+                                params={method: params})
+        return float(np.nanmean(s[(method, "relevance_mass")]))
+
+    assert history[-1]["val_objective"] == val_score(chosen[method])
+    assert history[-1]["val_objective"] >= val_score({})
+    result = run_trial(cfg)  # the same training, on the trial's one thread here: equal to float rounding
+    assert result.method_params[method] == chosen[method]
+    assert result.val_objective == pytest.approx(history[-1]["val_objective"], rel=1e-6)
