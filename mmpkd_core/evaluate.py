@@ -77,17 +77,28 @@ def tune_methods(model, images, masks: np.ndarray | None, methods, metric: str) 
 def tune_method(model, images, masks: np.ndarray | None, method: str, metric: str) -> tuple[dict | None, float]:
     """The combination of ``method``'s grid (its defaults first) with the best mean ``metric`` on these
     validation images, and that mean: the objective as the study sees it, epoch by epoch and at the end.
-    ``(None, nan)`` without an image with an ROI; a method without a grid is scored once with ``{}``."""
+    Every combination is scored on each batch as it is read (``attention.extract_grid``: one forward pass
+    for a method that maps captured attention weights). ``(None, nan)`` without an image with an ROI; a
+    method without a grid is scored once with ``{}``."""
     import itertools
 
     grid = attention.METHODS.get(method).grid
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    m = attention.METHODS.get(method)
+    feed = images if isinstance(images, torch.Tensor) else images()
+    per_combo: list[list[np.ndarray]] = [[] for _ in combos]
+    for x, msk in _pairs(feed, masks, 128):
+        target = None
+        if m.class_specific:
+            with torch.no_grad():
+                target = model.eval()(x).argmax(dim=-1)
+        for out, grid_map in zip(per_combo, attention.extract_grid(method, model, x, combos, target)):
+            out.append(localization.score(metric, localization.upsample(grid_map, msk.shape[-2:]), msk))
+    if not per_combo[0]:  # no validation image with an ROI: nothing to tune on
+        return None, float("nan")
     best, best_params = -np.inf, None
-    for values in itertools.product(*grid.values()):
-        p = dict(zip(grid, values))
-        feed = images if isinstance(images, torch.Tensor) else images()
-        s = localization_scores(model, feed, masks, [method], [metric], params={method: p})[(method, metric)]
-        if len(s) == 0:  # no validation image with an ROI: nothing to tune on
-            return None, float("nan")
+    for p, parts in zip(combos, per_combo):
+        s = np.concatenate(parts)
         score = float(np.nanmean(s)) if np.isfinite(s).any() else -np.inf
         if score > best or best_params is None:  # ties keep the first (the grid lists the default first)
             best, best_params = score, p

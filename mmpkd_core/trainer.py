@@ -13,7 +13,6 @@ from torch import nn
 from mmpkd_core.config import TrialConfig
 from mmpkd_core.data.base import DomainData
 from mmpkd_core.data.stream import batches, train_stats
-from mmpkd_core.attention import METHODS
 from mmpkd_core.evaluate import auroc, predict_scores, tune_method
 from mmpkd_core.losses import kd_loss
 from mmpkd_core.student import build_student, forward_with_features
@@ -66,9 +65,9 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
     """Validation AUROC and objective. The objective is the one the test objective is: the sampled
     attention method with its parameters tuned on these validation images (``tune_method``; the test
     images are scored with the combination the last epoch chose), so the sampler, ASHA and the stored
-    ``val_objective`` see what ``test_objective`` measures. The objective's first forward pass over the
-    images with an ROI also yields their logits (caught at the head), so only the images without one
-    need another."""
+    ``val_objective`` see what ``test_objective`` measures. The objective's forward pass over the images
+    with an ROI (one for the whole grid: ``attention.extract_grid``) also yields their logits (caught at
+    the head), so only the images without one need another."""
     va = data.index("val")
     roi = data.roi_index("val")
     has_roi = np.isin(va, roi)
@@ -80,9 +79,8 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
     finally:
         hook.remove()
     scores = np.empty(len(va), dtype=np.float32)
-    combos = math.prod(len(v) for v in METHODS.get(cfg.attention_method).grid.values())
-    if len(caught) and sum(len(c) for c in caught) == combos * len(roi):  # one forward per combination
-        logits = torch.cat(caught)[:len(roi)]  # the first combination's, in the ROI images' order
+    if len(caught) and sum(len(c) for c in caught) == len(roi):  # exactly one forward over the ROI images
+        logits = torch.cat(caught)
         scores[has_roi] = (logits[:, 1] - logits[:, 0]).float().cpu().numpy()
     else:
         scores[has_roi] = predict_scores(model, t.batches(roi, 256))

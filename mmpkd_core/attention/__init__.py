@@ -20,8 +20,23 @@ def extract(method: str, model, images: torch.Tensor, target: torch.Tensor | Non
     return out.clamp_min(0).detach()
 
 
+def extract_grid(method: str, model, images: torch.Tensor, combos: list[dict],
+                 target: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """``extract`` under each parameter combination of ``combos``, in order. A method with
+    ``from_attention`` runs the model once and derives every combination's map from the captured
+    weights (the same numbers as one forward pass per combination); any other, once per combination."""
+    m = METHODS.get(method)
+    if m.from_attention is None or len(combos) == 1:
+        return [extract(method, model, images, target, **p) for p in combos]
+    from mmpkd_core.attention._capture import captured_attention
+
+    with torch.no_grad(), captured_attention(model) as attns:
+        model(images)
+    return [m.from_attention(model, attns, **p).clamp_min(0).detach() for p in combos]
+
+
 def available() -> list[str]:
     return METHODS.names()
 
 
-__all__ = ["CHANCE", "METHODS", "Method", "available", "extract"]
+__all__ = ["CHANCE", "METHODS", "Method", "available", "extract", "extract_grid"]

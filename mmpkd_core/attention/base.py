@@ -21,6 +21,9 @@ class Method:
     fn: Callable[..., torch.Tensor]
     class_specific: bool
     grid: dict[str, tuple] = field(default_factory=dict)  # parameters tuned on validation images, per trial
+    # the map from one forward pass's captured attention weights ((B, heads, N, N) per block) and the
+    # parameters: a method that has one is scored under its whole grid from a single forward pass
+    from_attention: Callable[..., torch.Tensor] | None = None
 
 
 METHODS: Registry[Method] = Registry("attention method")

@@ -11,8 +11,13 @@ from mmpkd_core.attention.base import METHODS, Method
 def raw_cls(model, images, target=None, head_fusion: str = "mean") -> torch.Tensor:
     with captured_attention(model) as attns:
         model(images)
+    return raw_cls_from(model, attns, head_fusion)
+
+
+def raw_cls_from(model, attns: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
     last = fuse_heads(attns[-1], head_fusion)  # (B, N, N)
     return to_grid(model, last[:, 0])  # (B, h, w)
 
 
-METHODS.register("raw_cls")(Method("raw_cls", raw_cls, class_specific=False, grid={"head_fusion": ("mean", "max")}))
+METHODS.register("raw_cls")(Method("raw_cls", raw_cls, class_specific=False, grid={"head_fusion": ("mean", "max")},
+                                   from_attention=raw_cls_from))

@@ -17,6 +17,12 @@ from mmpkd_core.attention.base import METHODS, Method
 def rollout(model, images, target=None, head_fusion: str = "mean", discard_ratio: float = 0.0) -> torch.Tensor:
     with captured_attention(model) as attns:
         model(images)
+    return rollout_from(model, attns, head_fusion, discard_ratio)
+
+
+@torch.no_grad()
+def rollout_from(model, attns: list[torch.Tensor], head_fusion: str = "mean",
+                 discard_ratio: float = 0.0) -> torch.Tensor:
     B, _, N, _ = attns[0].shape
     eye = torch.eye(N, dtype=attns[0].dtype, device=attns[0].device)
     R = eye.expand(B, N, N)
@@ -34,4 +40,5 @@ def rollout(model, images, target=None, head_fusion: str = "mean", discard_ratio
 
 
 METHODS.register("rollout")(Method("rollout", rollout, class_specific=False,
-                                   grid={"head_fusion": ("mean", "max", "min"), "discard_ratio": (0.0, 0.5, 0.9)}))
+                                   grid={"head_fusion": ("mean", "max", "min"), "discard_ratio": (0.0, 0.5, 0.9)},
+                                   from_attention=rollout_from))

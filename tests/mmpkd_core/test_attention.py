@@ -129,3 +129,25 @@ def test_chance_references():
     c = attention.extract("centre", model, x)
     assert (u == 1).all()
     assert c[0, 1, 1] == c[0, 2, 2] == c.max() and c[0, 0, 0] == c.min()  # peaks in the middle, symmetric
+
+
+@pytest.mark.parametrize("method", attention.available())
+def test_a_grid_from_one_forward_pass_equals_one_pass_per_combination(method):
+    """``extract_grid`` (the objective tuned on validation, every epoch) gives each combination of the
+    method's grid exactly the map ``extract`` gives it alone, and leaves the model as it found it."""
+    import itertools
+
+    model = tiny_vit()
+    model.train()
+    x = torch.randn(3, 1, 32, 32)
+    grid = attention.METHODS.get(method).grid
+    combos = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
+    hooks = hook_count(model)
+    together = attention.extract_grid(method, model, x, combos)
+    apart = [attention.extract(method, model, x, **p) for p in combos]
+    assert len(together) == len(combos) == {"raw_cls": 2, "rollout": 9}.get(method, 1)
+    for a, b in zip(together, apart):
+        assert torch.equal(a, b)
+    assert hook_count(model) == hooks and model.training
+    if method == "rollout":  # the combinations differ: one forward pass serves nine different maps
+        assert len({tuple(m.flatten().tolist()) for m in together}) == 9
