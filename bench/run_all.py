@@ -8,8 +8,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-BENCHES = ["trainer_throughput.py", "attention_cost.py", "objective_cost.py", "engine_overhead.py", "store_scale.py", "live_reads.py",
-           "prepare_throughput.py", "calibration.py", "stream_memory.py", "teacher_scale.py"]
+BENCHES = ["trainer_throughput.py", "attention_cost.py", "objective_cost.py", "engine_overhead.py", "store_scale.py",
+           "live_reads.py", "prepare_throughput.py", "calibration.py", "stream_memory.py", "teacher_scale.py"]
 
 
 def machine() -> str:
