@@ -62,7 +62,8 @@ def get_lr(step: int, total: int, warmup: int, base: float) -> float:
 
 
 def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
-    """Validation AUROC and objective. The objective is the one the test objective is: the sampled
+    """Validation AUROC, objective and the parameters it was scored at (``val_params``: None without a
+    validation image with an ROI). The objective is the one the test objective is: the sampled
     attention method with its parameters tuned on these validation images (``tune_method``; the test
     images are scored with the combination the last epoch chose), so the sampler, ASHA and the stored
     ``val_objective`` see what ``test_objective`` measures. The objective's forward pass over the images
@@ -74,8 +75,8 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
     caught: list[torch.Tensor] = []
     hook = model.head.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
     try:
-        _, objective = tune_method(model, lambda: t.batches(roi, 128, masks=True), None, cfg.attention_method,
-                                   cfg.objective_metric)
+        params, objective = tune_method(model, lambda: t.batches(roi, 128, masks=True), None, cfg.attention_method,
+                                        cfg.objective_metric)
     finally:
         hook.remove()
     scores = np.empty(len(va), dtype=np.float32)
@@ -87,7 +88,7 @@ def val_metrics(cfg: TrialConfig, model, data: DomainData, t: Inputs) -> dict:
     if (~has_roi).any():
         scores[~has_roi] = predict_scores(model, t.batches(va[~has_roi], 256))
     return {"val_auroc": auroc(data.true_labels[va], scores),
-            "val_objective": objective if len(roi) else float("nan")}
+            "val_objective": objective if len(roi) else float("nan"), "val_params": params}
 
 
 def train_epochs(cfg: TrialConfig, data: DomainData, t: Inputs) -> Iterator[tuple[nn.Module, dict]]:

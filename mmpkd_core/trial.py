@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mmpkd_core.attention import METHODS
 from mmpkd_core.cache import default_cache_dir
 from mmpkd_core.version import stamp
 from mmpkd_core.config import TrialConfig
@@ -141,9 +142,11 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
     runs = [train_epochs(c, data, t) for c, t in zip(cfgs, tensors)]
     histories: list[list[dict]] = [[] for _ in cfgs]
     models = [None] * len(cfgs)
+    tuned: list[dict | None] = [None] * len(cfgs)  # each seed's method parameters, chosen on validation this epoch
     for epoch in range(1, cfg.student.epochs + 1):
         for i, run in enumerate(runs):
             models[i], row = next(run)
+            tuned[i] = row.pop("val_params")
             histories[i].append(row)
         rows = [h[-1] for h in histories]
         mean = {"epoch": epoch, **{k: float(np.mean([r[k] for r in rows])) for k in EPOCH_KEYS},
@@ -152,8 +155,8 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
             if report is not None:
                 report(mean)
             continue
-        results = [evaluate(c, m, data, t, h, tch)
-                   for c, m, t, h, tch in zip(cfgs, models, tensors, histories, teachers)]
+        results = [evaluate(c, m, data, t, h, tch, p)
+                   for c, m, t, h, tch, p in zip(cfgs, models, tensors, histories, teachers, tuned)]
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         for r in results:
             r.seconds = (time.perf_counter() - t_start) / len(results)
@@ -164,11 +167,17 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
     raise ValueError("student.epochs must be at least 1")
 
 
-def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher) -> TrialResult:
+def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher, tuned: dict | None = None) -> TrialResult:
+    """Every method on the test images, each at its parameters tuned on the validation images: the sampled
+    method at ``tuned``, the ones its last epoch's objective chose (the objective's own), the others tuned
+    here on the final model."""
     te = data.index("test")
     roi, val_roi = data.roi_index("test"), data.roi_index("val")
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
-    chosen = tune_methods(model, lambda: t.batches(val_roi, 128, masks=True), None, methods, cfg.objective_metric)
+    others = [m for m in methods if not (m == cfg.attention_method and tuned is not None)]
+    chosen = tune_methods(model, lambda: t.batches(val_roi, 128, masks=True), None, others, cfg.objective_metric)
+    if tuned is not None and METHODS.get(cfg.attention_method).grid:
+        chosen[cfg.attention_method] = tuned
     # the gallery keeps the maps of the sampled method (a baseline: of every method, for any trial to pair with)
     kept = {m: [] for m in (cfg.eval_methods if cfg.is_baseline else (cfg.attention_method,))
             if m not in CHANCE_REFERENCES}

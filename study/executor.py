@@ -28,14 +28,15 @@ class Executor(ABC):
     # recipes and baselines finish interleaved: a recipe's gains can be refreshed as soon as it and its
     # baseline have finished (one trial at a time, the baselines run first: the gains come at the end)
     gains_while_running: ClassVar[bool] = False
+    # the session takes seconds to start (Ray): the preparation runs in a thread beside it
+    slow_session: ClassVar[bool] = False
 
     def __init__(self, spec: StudySpec, base, cache_dir: str, address: str | None = None):
         self.spec, self.base, self.cache_dir, self.address = spec, base, cache_dir, address
 
     @abstractmethod
     def slots(self) -> int:
-        """How many trials run at once: the denominator of slot utilisation and the multiplier of the
-        memory check."""
+        """How many trials run at once: the denominator of slot utilisation."""
 
     def node_slots(self) -> int:
         """How many of them run at once on this machine: what the memory check multiplies."""

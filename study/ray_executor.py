@@ -201,6 +201,7 @@ def _resources(spec: StudySpec) -> dict:
 class RayExecutor(Executor):
     kind = "ray"
     gains_while_running = True
+    slow_session = True
 
     def slots(self) -> int:
         """Ray's ``max_concurrent``, as far as this machine's cores allow (on a cluster, ``--address``,

@@ -93,20 +93,28 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
 
 
 def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
-    """``prepare`` in a thread while this one enters the executor's session, so that neither start waits
-    for the other (Ray's start, about 3-7 s, hides behind the data and the teachers' fits of a cold
-    cache). The session enters ``session``, the caller's, which closes it. (Warming a Ray worker per slot
-    with the trial's imports was measured and dropped: Ray 2.60 starts Tune's trial actors in new
-    processes, not in the workers left idle by tasks.)"""
+    """``prepare``, and the executor's session entered into ``session`` (the caller's, which closes it).
+    A session that takes seconds to start (Ray's, about 3-7 s) starts in this thread while another one
+    prepares, so that it hides behind the data and the teachers' fits of a cold cache; otherwise
+    ``prepare`` runs here first. (Warming a Ray worker per slot with the trial's imports was measured
+    and dropped: Ray 2.60 starts Tune's trial actors in new processes, not in the workers left idle by
+    tasks.)"""
+    def run() -> str:
+        return prepare(executor.spec, executor.base, executor.cache_dir, executor.node_slots(), say)
+
+    if not executor.slow_session:
+        subset = run()
+        session.enter_context(executor.session())
+        return subset
     done: dict = {}
 
-    def run() -> None:
+    def in_thread() -> None:
         try:
-            done["subset"] = prepare(executor.spec, executor.base, executor.cache_dir, executor.node_slots(), say)
+            done["subset"] = run()
         except BaseException as err:  # raised again in this thread below
             done["error"] = err
 
-    worker = threading.Thread(target=run, name="prepare", daemon=True)  # daemon: Ctrl-C does not wait for it
+    worker = threading.Thread(target=in_thread, name="prepare", daemon=True)
     worker.start()
     session.enter_context(executor.session())
     worker.join()

@@ -24,9 +24,10 @@ def extract_grid(method: str, model, images: torch.Tensor, combos: list[dict],
                  target: torch.Tensor | None = None) -> list[torch.Tensor]:
     """``extract`` under each parameter combination of ``combos``, in order. A method with
     ``from_attention`` runs the model once and derives every combination's map from the captured
-    weights (the same numbers as one forward pass per combination); any other, once per combination."""
+    weights (the same numbers as one forward pass per combination); any other (a class-specific one
+    among them: it explains ``target``), once per combination."""
     m = METHODS.get(method)
-    if m.from_attention is None or len(combos) == 1:
+    if m.from_attention is None or m.class_specific or len(combos) == 1:
         return [extract(method, model, images, target, **p) for p in combos]
     from mmpkd_core.attention._capture import captured_attention
 

@@ -151,3 +151,30 @@ def test_a_grid_from_one_forward_pass_equals_one_pass_per_combination(method):
     assert hook_count(model) == hooks and model.training
     if method == "rollout":  # the combinations differ: one forward pass serves nine different maps
         assert len({tuple(m.flatten().tolist()) for m in together}) == 9
+
+
+@pytest.mark.parametrize("method", ["rollout", "raw_cls", "grad_rollout", "gradcam_tokens"])
+def test_tune_method_scores_each_combination_as_localization_scores_does(method):
+    """The tuned objective: each combination scored from one pass over the batches equals the method scored
+    alone at that combination (class-specific methods explain the predicted class either way); the best
+    mean wins, the first on a tie."""
+    import itertools
+
+    import numpy as np
+
+    from mmpkd_core.evaluate import localization_scores, tune_method
+
+    model = tiny_vit()
+    torch.manual_seed(1)
+    x = torch.randn(5, 1, 32, 32)
+    masks = np.zeros((5, 32, 32), dtype=bool)
+    for i, (r, c) in enumerate([(0, 0), (8, 16), (16, 8), (24, 24), (4, 20)]):
+        masks[i, r:r + 8, c:c + 8] = True
+    grid = attention.METHODS.get(method).grid
+    combos = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
+    means = [float(np.nanmean(localization_scores(model, x, masks, [method], ["relevance_mass"],
+                                                  params={method: p})[(method, "relevance_mass")])) for p in combos]
+    params, score = tune_method(model, x, masks, method, "relevance_mass")
+    assert score == max(means)
+    assert params == combos[means.index(max(means))]
+    assert tune_method(model, x[:0], masks[:0], method, "relevance_mass")[0] is None  # no ROI image: nothing tuned
