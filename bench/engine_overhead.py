@@ -9,7 +9,9 @@
    driver less the seconds the worker measured); then the same study with the local executor and on
    Ray again, both on the warm cache: the Ray / local wall-time ratio (2 slots against 1) and what a
    second study on the same data prepared, fitted and ran again; the same two under FIFO, where both
-   executors train the same recipes for every epoch (ASHA stops different trials under each);
+   executors train the same recipes for every epoch (ASHA stops different trials under each); and the
+   spec with ``executor.sample_lag: 1`` (a batch sampled while the one before still runs), locally and
+   on Ray with a warm cache, and on Ray from a cold cache and a new database (its baseline run again);
 3. ASHA against FIFO on a smaller spec: trial-epochs spent and the best validation objective reached.
 
     python bench/engine_overhead.py
@@ -32,10 +34,11 @@ from study.trial_config import base_config
 from study.store import Store
 
 
-def default_spec(name: str, kind: str, scheduler: str | None = None):
+def default_spec(name: str, kind: str, scheduler: str | None = None, lag: int = 0):
     raw, _ = resolve_real_domain(yaml.safe_load(open("search_spaces/ddsm.yaml")))  # no data.root: the stand-in
     raw.update(name=name)
-    raw["executor"] = {**raw["executor"], "kind": kind, **({"scheduler": scheduler} if scheduler else {})}
+    raw["executor"] = {**raw["executor"], "kind": kind, **({"scheduler": scheduler} if scheduler else {}),
+                       **({"sample_lag": lag} if lag else {})}
     return spec_from_dict(raw)
 
 
@@ -143,6 +146,11 @@ def main() -> None:
         warm = run(store, default_spec("ray-warm", "ray"), cache)
         local_fifo = run(store, default_spec("local-fifo", "local", "fifo"), cache)
         ray_fifo = run(store, default_spec("ray-fifo", "ray", "fifo"), cache)
+        local_lag = run(store, default_spec("local-lag", "local", lag=1), cache)
+        warm_lag = run(store, default_spec("ray-lag", "ray", lag=1), cache)
+        cold_store = Store(os.path.join(tmp, "lag.duckdb"))  # a new database and cache: the baseline runs again
+        cold_lag = run(cold_store, default_spec("ray-cold-lag", "ray", lag=1), os.path.join(tmp, "cache-lag"))
+        cold_store.close()
         asha = run(store, small_spec("asha", "asha"), cache)
         fifo = run(store, small_spec("fifo", "fifo"), cache)
         store.close()
@@ -163,7 +171,9 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, r in (("Ray, cold cache (as `make run`)", cold), ("local executor, warm cache", local),
                     ("Ray, warm cache", warm), ("local executor, warm cache, FIFO", local_fifo),
-                    ("Ray, warm cache, FIFO", ray_fifo)):
+                    ("Ray, warm cache, FIFO", ray_fifo), ("Ray, cold cache, sample_lag 1", cold_lag),
+                    ("local executor, warm cache, sample_lag 1", local_lag),
+                    ("Ray, warm cache, sample_lag 1", warm_lag)):
         g = r["gaps"]
         gap = f"{g[len(g) // 2]:.1f} / {g[-1]:.1f}" if g else "-"
         print(f"| {name} | {r['wall']:.1f} | {r['slot_s']:.1f} | {r['util']:.2f} ({r['slots']} slot(s)) | {gap} |")
@@ -171,6 +181,8 @@ def main() -> None:
           "(target <= 0.6) | | | |")
     print(f"| Ray / local wall time, warm cache, FIFO (the same 8 recipes, every epoch) | "
           f"{ray_fifo['wall'] / local_fifo['wall']:.2f} | | | |")
+    print(f"| Ray / local wall time, warm cache, ASHA, sample_lag 1 | {warm_lag['wall'] / local_lag['wall']:.2f} "
+          "| | | |")
     print("\n# caches: the second and third studies on the same domain and data")
     print("| | local, warm | Ray, warm |\n|---|---|---|")
     print(f"| data preparations | {local['prepared']} | {warm['prepared']} |")

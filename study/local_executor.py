@@ -6,7 +6,7 @@ from __future__ import annotations
 from study.errors import error_text
 from study.executor import Executor
 from study.recorder import Recorder, check_failures
-from study.sampling import check_replay, sampler
+from study.sampling import check_replay, results_before, sampler
 from study.spec import StudySpec
 
 
@@ -38,7 +38,8 @@ class LocalExecutor(Executor):
 
 def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None) -> None:
     """The same recipes in this process with plain Optuna: seeded TPE asked in the same fixed batches
-    as the Ray executor (so both sample the same sequence under FIFO), successive halving."""
+    as the Ray executor, told the same results before each (``executor.sample_lag``), so that both sample
+    the same sequence under FIFO; successive halving."""
     import optuna
 
     from mmpkd_core import run_recipe
@@ -89,11 +90,19 @@ def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None
         rec.finish(key, "completed", [r.payload() for r in results], params=params)
         return sum(r.val_objective for r in results) / len(results), State.COMPLETE
 
-    for start in range(0, ex.trials, ex.sample_batch):
-        batch = [ostudy.ask() for _ in range(min(ex.sample_batch, ex.trials - start))]
-        outcomes = []
-        for trial in batch:
-            outcomes.append(run_one(trial))
-            check_failures(spec, rec)
-        for trial, (value, state) in zip(batch, outcomes):  # told in the order asked, after the whole batch
+    ran: list[tuple] = []  # (trial, (value, state)) in the order asked
+    told = 0
+
+    def tell_through(count: int) -> None:  # results are told in the order asked, whole batches at a time
+        nonlocal told
+        for trial, (value, state) in ran[told:count]:
             ostudy.tell(trial, value, state=state)
+        told = max(told, count)
+
+    for start in range(0, ex.trials, ex.sample_batch):
+        tell_through(results_before(start, ex.sample_batch, ex.sample_lag))
+        batch = [ostudy.ask() for _ in range(min(ex.sample_batch, ex.trials - start))]
+        for trial in batch:
+            ran.append((trial, run_one(trial)))
+            check_failures(spec, rec)
+    tell_through(len(ran))

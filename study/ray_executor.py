@@ -315,33 +315,41 @@ def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, reci
     search = OptunaSearch(space=define_by_run(spec), metric="val_objective", mode=spec.objective.mode,
                           sampler=sampler(spec), points_to_evaluate=spec.recipes or None)
     ex = spec.executor
-    batched = batched_search(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines)
+    batched = batched_search(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines,
+                             lag=ex.sample_lag)
     if finished:
         batched.replay(finished)
     return batched
 
 
-def batched_search(inner, batch: int, total: int, first: int | None = None, baselines=None):
+def batched_search(inner, batch: int, total: int, first: int | None = None, baselines=None, lag: int = 0):
     import pickle
 
     from ray.tune.search import Searcher
 
+    from study.sampling import results_before
+
     class BatchedSearch(Searcher):
-        """Suggestions in fixed batches: the first of ``first`` recipes (the sampler's draws that learn
-        nothing from results: TPE's start-up trials, a fixed design's every recipe), then of ``batch``;
-        a batch is sampled only after every trial of the batches before it has finished, and their
-        results are told in the order they were suggested. (Ray's ConcurrencyLimiter(batch=True)
-        closes a batch whenever its live trials finish, so its batches depend on timing.) A slot that
-        no recipe can take goes to the next matched baseline still to run."""
+        """Suggestions in fixed batches of ``batch`` recipes, whose results are told to the sampler in the
+        order they were suggested. Batch k is sampled once every batch up to k - 1 - ``lag`` has finished,
+        their results told just before (``sampling.results_before``): with lag 0 each batch waits for the
+        one before; with lag 1 a batch is sampled while the one before still runs, from the results of
+        those before it. The first ``first`` recipes (the sampler's draws that learn nothing from
+        results: TPE's start-up trials, a fixed design's every recipe) are handed out at once. So the
+        sequence of recipes does not depend on how many trials run at once or in which order they
+        finish. (Ray's ConcurrencyLimiter(batch=True) closes a batch whenever its live trials finish, so
+        its batches depend on timing.) A slot that no recipe can take goes to the next matched baseline
+        still to run."""
 
         def __init__(self):
             super().__init__(metric=inner.metric, mode=inner.mode)
-            self.inner, self.batch, self.total = inner, batch, total
+            self.inner, self.batch, self.total, self.lag = inner, batch, total, lag
             self.first = max(batch, first or batch)
             self.baselines = baselines
             self.issued = 0
-            self.end = 0  # the open batch: recipes numbered below this may be handed out
-            self.current: dict[str, tuple | None] = {}  # trial id -> (result, error) once finished
+            self.order: list[str] = []  # the inner searcher's trial ids, by recipe number
+            self.results: dict[str, tuple | None] = {}  # inner trial id -> (result, error) once finished
+            self.told = 0  # recipes whose results the inner searcher has, in order
             self.pending: list[tuple[str, dict, int]] = []  # replayed suggestions still to run
             self.alias: dict[str, str] = {}  # Tune trial id -> the id the inner searcher knows it by
             self.baseline_ids: set[str] = set()
@@ -350,29 +358,42 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
         def set_search_properties(self, metric, mode, config, **spec):
             return self.inner.set_search_properties(metric, mode, config, **spec)
 
-        def batch_end(self) -> int:
-            """How many recipes may be handed out before the open batch's results are told."""
-            if self.issued < self.first:
-                return self.first
-            return self.first + ((self.issued - self.first) // self.batch + 1) * self.batch
+        def needed(self, n: int) -> int:
+            """How many recipes, in order, have finished (and are told) before recipe ``n`` is sampled."""
+            return 0 if n < self.first else results_before(n, self.batch, self.lag)
+
+        def ready(self, n: int) -> bool:
+            return all(self.results.get(self.order[i]) is not None for i in range(self.needed(n)))
+
+        def tell_through(self, count: int) -> None:
+            while self.told < count:
+                tid = self.order[self.told]
+                res, err = self.results[tid]
+                self.inner.on_trial_complete(tid, result=res, error=err)
+                self.told += 1
 
         def replay(self, finished: dict) -> None:
-            """Re-ask the seeded sampler for every recipe up to the last stored one: finished recipes
-            are told their stored result, interrupted ones are handed out again first."""
+            """Re-ask the seeded sampler for every recipe up to the last stored one, telling the stored
+            results as the run told them: finished recipes are told their stored result, interrupted ones
+            are handed out again first."""
+            from study.errors import StudyError
             from study.sampling import check_replay
 
             for n in range(max(finished) + 1 if finished else 0):
-                if not self.current:
-                    self.end = min(self.batch_end(), self.total)
+                if not self.ready(n):  # the run sampled recipe n only after these had finished
+                    raise StudyError(f"cannot resume: recipe #{n} was sampled before the results it needs were "
+                                     "stored; use --replace to start over")
+                self.tell_through(self.needed(n))
                 fid = f"replay-{n}"
                 cfg = self.inner.suggest(fid)
-                self.current[fid] = None
+                self.order.append(fid)
+                self.results[fid] = None
                 self.issued += 1
                 if n in finished:
                     done = finished[n]
                     check_replay(n, cfg, done["params"])
                     value = done["value"] if done["status"] != "failed" else float("nan")
-                    self.on_trial_complete(fid, {"val_objective": value}, error=done["status"] == "failed")
+                    self.results[fid] = ({"val_objective": value}, done["status"] == "failed")
                 else:
                     self.pending.append((fid, cfg, n))
 
@@ -381,14 +402,15 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
                 fid, cfg, n = self.pending.pop(0)
                 self.alias[trial_id] = fid
                 return self._with_baselines({**cfg, "_recipe": n})
-            if not self.current:
-                self.end = min(self.batch_end(), self.total)
-            if self.issued < self.end:
+            n = self.issued
+            if n < self.total and self.ready(n):
+                self.tell_through(self.needed(n))
                 cfg = self.inner.suggest(trial_id)
                 if cfg not in (None, Searcher.FINISHED):
-                    self.current[trial_id] = None
+                    self.order.append(trial_id)
+                    self.results[trial_id] = None
                     self.issued += 1
-                    return self._with_baselines({**cfg, "_recipe": self.issued - 1})
+                    return self._with_baselines({**cfg, "_recipe": n})
             if self.baselines is not None and self.baselines.todo:
                 self.baseline_ids.add(trial_id)
                 return {"_baseline": self.baselines.todo.pop(0).to_dict()}
@@ -414,14 +436,11 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             trial_id = self.alias.get(trial_id, trial_id)
-            if self.current.get(trial_id, False) is not None:  # unknown, or told already: told once
+            if self.results.get(trial_id, False) is not None:  # unknown, or finished already: recorded once
                 return
-            self.current[trial_id] = (result, error)
-            full = self.issued >= self.end  # every recipe of the open batch handed out
-            if full and all(v is not None for v in self.current.values()):
-                for tid, (res, err) in self.current.items():  # in the order suggested
-                    self.inner.on_trial_complete(tid, result=res, error=err)
-                self.current = {}
+            self.results[trial_id] = (result, error)
+            if self.issued >= self.total and not self.pending and None not in self.results.values():
+                self.tell_through(len(self.order))  # the last results, in order: the sampler ends complete
 
         def save(self, checkpoint_path):
             with open(checkpoint_path, "wb") as f:

@@ -32,6 +32,13 @@ def first_batch(spec: StudySpec) -> int:
     return ex.sample_batch
 
 
+def results_before(n: int, batch: int, lag: int) -> int:
+    """How many recipes, in order, have finished and been told to the sampler before recipe ``n``
+    (numbered from 0) is sampled: every batch of ``batch`` up to ``lag`` + 1 batches before its own
+    (``executor.sample_lag``). Both executors follow it, so that they sample the same sequence."""
+    return max(0, (n // batch - lag) * batch)
+
+
 def sampler(spec: StudySpec):
     import optuna
 

@@ -120,6 +120,10 @@ class ExecutorSpec(Strict):
     # recipes are sampled in batches of this size, each batch from the results of the batches before:
     # the sequence of recipes is then the same whatever max_concurrent is (max_concurrent <= this)
     sample_batch: int = Field(4, ge=1)
+    # a batch is sampled once the batches up to this many before it have finished (0: the one just before):
+    # 1 lets the next batch start while a batch's slowest recipe still runs, at the price of sampling it
+    # without that batch's results; the sequence stays the same whatever max_concurrent is
+    sample_lag: int = Field(0, ge=0)
     max_failures: int | None = Field(None, ge=0)  # stop the study once more trials than this have failed
     # a trial whose worker process or node died is run again from its first epoch, this many times (Ray
     # Tune's FailureConfig.max_failures); an error the trial itself raises is recorded, never retried
@@ -226,7 +230,7 @@ RANGES = {name: r for name in SEARCHABLE
 
 LATER_FIELDS = [("data.shortcut", 0.0), ("data.root", None), ("data.options", {}), ("data.skip_bad", False),
                 ("student.pretrained", None), ("teacher_options", {}), ("design", "optimize"), ("ablation", None),
-                ("executor.max_retries", 1)]
+                ("executor.max_retries", 1), ("executor.sample_lag", 0)]
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line

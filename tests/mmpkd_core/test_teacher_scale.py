@@ -39,6 +39,7 @@ def test_the_forecast_is_said_before_the_fit(monkeypatch, tmp_path, capsys):
 def test_frozen_embeddings_are_computed_once_and_kept_on_disk(monkeypatch, tmp_path):
     texts = ["Focal consolidation in the right lower lobe.", "The lungs are clear.", "No acute process."]
     path = text_teachers.minilm_path()
+    monkeypatch.setattr(text_teachers, "_EMBEDDINGS", {})  # another test may have encoded these texts in this process
     first = text_teachers.encode_texts(path, texts, max_len=128, pooling="mean", batch_size=2, cache_dir=tmp_path)
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 1
     monkeypatch.setattr(text_teachers, "_EMBEDDINGS", {})  # a new process

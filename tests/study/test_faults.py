@@ -114,8 +114,8 @@ def test_the_batched_searcher_hears_a_retried_trial_once():
     search.on_trial_complete("t0", {"val_objective": 0.5})
     search.on_trial_complete("t0", {"val_objective": 0.1}, error=True)  # a second word on the same trial
     assert inner.results == [("t0", 1), ("t0", 2), ("t0", 3)]
-    assert inner.completed == [("t0", False)]
     assert search.suggest("t1") == {"alpha": 0.5, "_recipe": 1}
+    assert inner.completed == [("t0", False)]  # told once, before the next recipe was sampled
 
 
 def test_a_node_without_the_prepared_cache_says_which_path_and_how_to_share_it(tmp_path, monkeypatch):

@@ -13,10 +13,10 @@ SPEC = {"name": "r", "domain": "synthetic_ddsm",
         "executor": {"trials": 12, "sample_batch": 3, "seed": 5}}
 
 
-def simulate(concurrency: int, shuffle_seed: int, first: int | None = None) -> list[dict]:
+def simulate(concurrency: int, shuffle_seed: int, first: int | None = None, lag: int = 0) -> list[dict]:
     """Drive the searcher as Tune does: at most ``concurrency`` running, completing in random order.
     ``first``: the size of the first batch, in place of the engine's own choice."""
-    search = searcher(spec_from_dict(SPEC))
+    search = searcher(with_lag(lag))
     if first is not None:
         search.first = first
     rng = random.Random(shuffle_seed)
@@ -33,6 +33,10 @@ def simulate(concurrency: int, shuffle_seed: int, first: int | None = None) -> l
         objective = done[1]["alpha"] * (2 if done[1]["teacher"] == "mlp" else 1)  # deterministic result
         search.on_trial_complete(done[0], {"val_objective": objective, "training_iteration": 1})
     return sampled
+
+
+def with_lag(lag: int, **executor):
+    return spec_from_dict({**SPEC, "executor": {**SPEC["executor"], "sample_lag": lag, **executor}})
 
 
 def test_same_recipes_whatever_the_concurrency_and_completion_order():
@@ -88,3 +92,73 @@ def test_baselines_take_the_slots_no_recipe_can_take():
     while queue.todo:
         assert "_baseline" in search.suggest("more")
     assert search.suggest("end") == Searcher.FINISHED
+
+
+def test_with_a_lag_the_next_batch_is_sampled_while_the_last_one_runs():
+    """sample_lag 1: batch k is sampled once the batches up to k - 2 have finished, from their results only;
+    the sequence is again the same whatever the concurrency and completion order, and after TPE's start-up
+    draws it differs from lag 0's (it learns from fewer results)."""
+    for lag, waits_for in [(0, 6), (1, 3)]:  # recipe 6 (batch 2 of 3) waits for 6 results, or for 3
+        search = searcher(with_lag(lag))
+        handed = [search.suggest(f"t{i}") for i in range(6)]
+        assert all(c is not None for c in handed)
+        for i in range(waits_for - 1):
+            search.on_trial_complete(f"t{i}", {"val_objective": 0.1})
+        assert search.suggest("early") is None
+        search.on_trial_complete(f"t{waits_for - 1}", {"val_objective": 0.1})
+        assert search.suggest("t6")["_recipe"] == 6
+        assert search.told == waits_for
+    reference = simulate(concurrency=1, shuffle_seed=0, lag=1)
+    for concurrency, order in [(2, 1), (3, 2), (6, 3)]:
+        assert simulate(concurrency, order, lag=1) == reference
+    lag0 = simulate(concurrency=1, shuffle_seed=0)
+    assert reference[:6] == lag0[:6] and reference[6:] != lag0[6:]
+
+
+def test_the_local_executor_samples_the_searchers_sequence_with_a_lag(monkeypatch):
+    """The local executor asks and tells its sampler in the same batches as the Ray searcher, lag included:
+    the same 12 recipes (trials stubbed with the simulation's deterministic result)."""
+    from types import SimpleNamespace
+
+    import mmpkd_core
+    from mmpkd_core import TrialConfig
+    from study.local_executor import run_local
+
+    def fake_run_recipe(cfg, seeds, report):
+        value = cfg.alpha * (2 if cfg.teacher == "mlp" else 1)
+        return [SimpleNamespace(val_objective=value, payload=lambda: {})]
+
+    class Record:
+        def __init__(self):
+            self.params, self.failed = [], []
+
+        def start(self, key, params, number=None):
+            self.params.append(params)
+
+        def finish(self, key, status, results=None, error=None, params=None):
+            assert status == "completed", error
+
+    monkeypatch.setattr(mmpkd_core, "run_recipe", fake_run_recipe)
+    for lag in (0, 1):
+        spec = with_lag(lag, kind="local", scheduler="fifo")
+        rec = Record()
+        run_local(spec, TrialConfig(domain="synthetic_ddsm"), rec)
+        assert rec.params == simulate(concurrency=2, shuffle_seed=4, lag=lag)
+
+
+def test_a_resumed_searcher_with_a_lag_replays_the_same_sequence():
+    """Resuming (``finished``: the stored recipes) re-asks the sampler as the run did, lag included: an
+    interrupted recipe of the last batch but one is handed out again first, and the recipes still to
+    sample are those the uninterrupted run sampled."""
+    reference = simulate(concurrency=1, shuffle_seed=0, lag=1)
+
+    def value(p):
+        return p["alpha"] * (2 if p["teacher"] == "mlp" else 1)
+
+    finished = {n: {"params": reference[n], "status": "completed", "value": value(reference[n])}
+                for n in range(9) if n != 7}  # recipe 7 was running when the study was killed
+    search = searcher(with_lag(1), finished=finished)
+    again = search.suggest("r7")
+    assert again["_recipe"] == 7 and {k: v for k, v in again.items() if k != "_recipe"} == reference[7]
+    rest = [search.suggest(f"n{i}") for i in range(3)]  # batch 3 needs batches 0-1 only: 7 may still run
+    assert [{k: v for k, v in c.items() if k != "_recipe"} for c in rest] == reference[9:]

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from mmpkd_core.version import SCIENCE_VERSION
 from study.errors import StoreError
 from study.store import Store, connect
 
@@ -46,9 +47,9 @@ def test_baseline_trials_are_marked(tmp_path):
     store = Store(tmp_path / "s.duckdb")
     store.trial_started("s", "b", None, dict(CONFIG, alpha=0.0, beta=0.0), {}, "abc", None)
     assert store.con.execute("SELECT is_baseline, teacher FROM trials").fetchone() == (True, None)
-    assert store.completed_baselines(1) == {}
+    assert store.completed_baselines(SCIENCE_VERSION) == {}
     store.trial_finished("s", "b", "completed", EPOCHS, RESULT)
-    assert store.completed_baselines(1) == {"abc": {1}}
+    assert store.completed_baselines(SCIENCE_VERSION) == {"abc": {SCIENCE_VERSION}}
 
 
 def test_resume_drops_baselines_that_did_not_complete(tmp_path):
