@@ -30,6 +30,13 @@ GOOD = textwrap.dedent("""\
     """)
 
 
+def load_error(path) -> str:
+    """The one line ``load_spec`` raises for a spec that cannot be run."""
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    return str(err.value)
+
+
 def write(tmp_path, text, name="spec.yaml"):
     p = tmp_path / name
     p.write_text(text)
@@ -102,10 +109,8 @@ BAD = [
 def test_bad_spec_gets_one_line_naming_the_key(tmp_path, old, new, message):
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new, 1))
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == f"{path}: {message}"
-    assert "\n" not in str(err.value)
+    line = load_error(path)
+    assert line == f"{path}: {message}" and "\n" not in line
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
@@ -167,23 +172,17 @@ def test_a_real_domain_reads_its_root_from_the_environment(tmp_path, monkeypatch
 def test_bad_real_data_section(tmp_path, monkeypatch, old, new, message):
     monkeypatch.setenv("DDSM_TEST_ROOT", str(tmp_path))
     path = write(tmp_path, REAL.replace(old, new))
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == f"{path}: {message}"
+    assert load_error(path) == f"{path}: {message}"
 
 
 def test_teacher_options_are_checked(tmp_path):
     cxr = GOOD.replace("synthetic_ddsm", "synthetic_cxr").replace("choices: [lightgbm, mlp]", "choices: [hf_encoder]")
     cxr = cxr.replace("      beta: {type: float, low: 0.0, high: 1.0, when: {teacher: mlp}}\n", "")
     path = write(tmp_path, cxr)
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == f"{path}: teacher_options.hf_encoder.model_path: missing: teacher 'hf_encoder' needs it"
+    assert load_error(path) == f"{path}: teacher_options.hf_encoder.model_path: missing: teacher 'hf_encoder' needs it"
     path = write(tmp_path, cxr + "teacher_options: {hf_encoder: {model_path: /nonexistent/bert}}\n")
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == (f"{path}: teacher_options.hf_encoder.model_path: value error, /nonexistent/bert is not a "
-                              "Hugging Face model folder (no config.json); nothing is downloaded")
+    assert load_error(path) == (f"{path}: teacher_options.hf_encoder.model_path: value error, /nonexistent/bert is "
+                                "not a Hugging Face model folder (no config.json); nothing is downloaded")
 
 
 def test_stand_in_sections_size_the_synthetic_run_only(tmp_path, monkeypatch):
@@ -196,9 +195,7 @@ def test_stand_in_sections_size_the_synthetic_run_only(tmp_path, monkeypatch):
     real = load_spec(write(tmp_path, text))
     assert real.domain == "cbis_ddsm" and real.data.image_size == 224 and real.student.epochs == 3
     path = write(tmp_path, text.replace("  data: {image_size: 48}\n", "  data: 48\n"))
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == (f"{path}: stand_in: must be a mapping of spec sections (data:, student:, ...) for the "
+    assert load_error(path) == (f"{path}: stand_in: must be a mapping of spec sections (data:, student:, ...) for the "
                               "synthetic stand-in")
 
 
@@ -231,13 +228,9 @@ def test_a_bound_declared_on_the_config_reaches_the_spec_and_the_search_space(tm
     assert typing.get_type_hints(StudentConfig, include_extras=True)["embed_dim"].__metadata__ == (Ge(8),)
     plain = "name: b\ndomain: synthetic_ddsm\n"
     path = write(tmp_path, plain + "student: {embed_dim: 4}\n")
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == f"{path}: student.embed_dim: input should be greater than or equal to 8 (got 4)"
+    assert load_error(path) == f"{path}: student.embed_dim: input should be greater than or equal to 8 (got 4)"
     path = write(tmp_path, plain + "search_space: {embed_dim: {type: int, low: 4, high: 64}}\n")
-    with pytest.raises(SpecError) as err:
-        load_spec(path)
-    assert str(err.value) == f"{path}: search_space.embed_dim: embed_dim must lie in [8, inf] (got 4)"
+    assert load_error(path) == f"{path}: search_space.embed_dim: embed_dim must lie in [8, inf] (got 4)"
 
 
 def test_ranges_are_the_declared_bounds():
