@@ -66,7 +66,7 @@ def tune_methods(model, images, masks: np.ndarray | None, methods, metric: str) 
     combination reads the images again: nothing holds them all)."""
     chosen: dict[str, dict] = {}
     for m in methods:
-        if not attention.METHODS.get(m).grid or (isinstance(images, torch.Tensor) and len(images) == 0):
+        if not attention.METHODS.get(m).grid:
             continue
         params, _ = tune_method(model, images, masks, m, metric)
         if params is not None:
@@ -84,15 +84,10 @@ def tune_method(model, images, masks: np.ndarray | None, method: str, metric: st
 
     grid = attention.METHODS.get(method).grid
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    m = attention.METHODS.get(method)
     feed = images if isinstance(images, torch.Tensor) else images()
     per_combo: list[list[np.ndarray]] = [[] for _ in combos]
     for x, msk in _pairs(feed, masks, 128):
-        target = None
-        if m.class_specific:
-            with torch.no_grad():
-                target = model.eval()(x).argmax(dim=-1)
-        for out, grid_map in zip(per_combo, attention.extract_grid(method, model, x, combos, target)):
+        for out, grid_map in zip(per_combo, attention.extract_grid(method, model, x, combos)):
             out.append(localization.score(metric, localization.upsample(grid_map, msk.shape[-2:]), msk))
     if not per_combo[0]:  # no validation image with an ROI: nothing to tune on
         return None, float("nan")

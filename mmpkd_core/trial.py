@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mmpkd_core.attention import METHODS
 from mmpkd_core.cache import default_cache_dir
 from mmpkd_core.version import stamp
 from mmpkd_core.config import TrialConfig
@@ -174,9 +173,9 @@ def evaluate(cfg: TrialConfig, model, data, t, history: list[dict], teacher, tun
     te = data.index("test")
     roi, val_roi = data.roi_index("test"), data.roi_index("val")
     methods = tuple(dict.fromkeys((*cfg.eval_methods, cfg.attention_method, *CHANCE_REFERENCES)))
-    others = [m for m in methods if not (m == cfg.attention_method and tuned is not None)]
+    others = [m for m in methods if m != cfg.attention_method or tuned is None]
     chosen = tune_methods(model, lambda: t.batches(val_roi, 128, masks=True), None, others, cfg.objective_metric)
-    if tuned is not None and METHODS.get(cfg.attention_method).grid:
+    if tuned:  # ({} for a method without a grid: nothing to record)
         chosen[cfg.attention_method] = tuned
     # the gallery keeps the maps of the sampled method (a baseline: of every method, for any trial to pair with)
     kept = {m: [] for m in (cfg.eval_methods if cfg.is_baseline else (cfg.attention_method,))

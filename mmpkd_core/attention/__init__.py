@@ -25,8 +25,14 @@ def extract_grid(method: str, model, images: torch.Tensor, combos: list[dict],
     """``extract`` under each parameter combination of ``combos``, in order. A method with
     ``from_attention`` runs the model once and derives every combination's map from the captured
     weights (the same numbers as one forward pass per combination); any other (a class-specific one
-    among them: it explains ``target``), once per combination."""
+    among them: it explains ``target``, the class the model predicts unless given, found once for
+    every combination), once per combination."""
     m = METHODS.get(method)
+    if m.class_specific and target is None:  # predicted in eval mode, the model's mode left as it was
+        was_training = model.training
+        with torch.no_grad():
+            target = model.eval()(images).argmax(dim=-1)
+        model.train(was_training)
     if m.from_attention is None or m.class_specific or len(combos) == 1:
         return [extract(method, model, images, target, **p) for p in combos]
     from mmpkd_core.attention._capture import captured_attention
