@@ -1,5 +1,5 @@
 """The local executor: the study's trials in this process, one at a time, with plain Optuna (seeded
-TPE asked in the same fixed batches as the Ray executor, successive halving); for debugging, and for a
+TPE asked in the same fixed batches as the Ray executor, the same ASHA rule); for debugging, and for a
 machine without Ray."""
 from __future__ import annotations
 
@@ -39,14 +39,16 @@ class LocalExecutor(Executor):
 def run_local(spec: StudySpec, base, rec: Recorder, finished: dict | None = None) -> None:
     """The same recipes in this process with plain Optuna: seeded TPE asked in the same fixed batches
     as the Ray executor, told the same results before each (``executor.sample_lag``), so that both sample
-    the same sequence under FIFO; successive halving."""
+    the same sequence under FIFO; ASHA by the Ray executor's rule (``study.asha``), so that both stop the
+    same recipes at the same epochs when the Ray executor runs one recipe at a time."""
     import optuna
 
     from mmpkd_core import run_recipe
+    from study.asha import AshaPruner
     from study.space import suggest
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=min(spec.executor.grace_period, spec.student.epochs))
+    pruner = (AshaPruner(min(spec.executor.grace_period, spec.student.epochs), spec.student.epochs, spec.objective.mode)
               if spec.scheduler() == "asha" else optuna.pruners.NopPruner())
     ostudy = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize",
                                  sampler=sampler(spec), pruner=pruner)

@@ -280,9 +280,11 @@ def recipe_scheduler(spec: StudySpec):
             if "_baseline" not in trial.config:
                 super().on_trial_remove(tune_controller, trial)
 
+    from study.asha import REDUCTION_FACTOR
+
     ex = spec.executor
     return RecipeASHA(time_attr="training_iteration", max_t=spec.student.epochs,
-                      grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=3)
+                      grace_period=min(ex.grace_period, spec.student.epochs), reduction_factor=REDUCTION_FACTOR)
 
 
 def replay_rungs(scheduler, finished: dict, mode: str) -> None:

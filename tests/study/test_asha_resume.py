@@ -70,3 +70,19 @@ def test_a_resumed_study_makes_the_same_stop_decisions(tmp_path, cache_dir, kind
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"resuming halving: {k} recipes kept, 1 interrupted ones run again" in out.stdout
     assert decisions(tmp_path / "killed.duckdb") == whole  # stop decisions and the epochs they came at, trial by trial
+
+
+@pytest.mark.slow
+def test_both_executors_stop_the_same_recipes_at_the_same_epochs(tmp_path, cache_dir):
+    """One trial at a time, the local executor's pruner and Ray's ASHAScheduler apply one rule
+    (``study.asha``): the same recipes are stopped, at the same epochs."""
+    runs = {}
+    for kind in ("local", "ray"):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "s.yaml").write_text(SPEC.format(kind=kind))
+        out = run(tmp_path / kind, cache_dir, "s.duckdb")
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[kind] = decisions(tmp_path / kind / "s.duckdb")
+    statuses = [status for _, status, _ in runs["local"]]
+    assert len(runs["local"]) == 9 and "pruned" in statuses and "completed" in statuses, runs["local"]
+    assert runs["ray"] == runs["local"]
