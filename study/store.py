@@ -23,8 +23,13 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.errors import StoreError
+
+if TYPE_CHECKING:
+    import numpy
+    import pyarrow
 
 SCHEMA_VERSION = 1
 
@@ -340,7 +345,7 @@ class Store:
         """The trial's final state, its epochs and its per-image scores, in one transaction.
         ``seconds``: what the trial cost as the driver measured it, stored where the worker's result
         has no ``trial_seconds`` (a pruned or failed trial)."""
-        import pandas as pd
+        import pyarrow as pa
 
         r = result or {}
         with self.transaction():
@@ -360,38 +365,93 @@ class Store:
                 self.con.execute("UPDATE trials SET science_version = ?, engine_version = ? WHERE study = ? AND "
                                  "trial_id = ?", [r["science_version"], r.get("engine_version"), study, trial_id])
             if epochs:
-                ep = pd.DataFrame([{c: row.get(c) for c in EPOCH_COLUMNS} for row in epochs])
-                ep.insert(0, "trial_id", trial_id)
-                ep.insert(0, "study", study)
+                ep = pa.table({"study": [study] * len(epochs), "trial_id": [trial_id] * len(epochs),  # noqa: F841
+                               **{c: pa.array([row.get(c) for row in epochs],
+                                              type=pa.int32() if c == "epoch" else pa.float64())
+                                  for c in EPOCH_COLUMNS}})
                 self.con.execute("INSERT INTO epochs SELECT * FROM ep")
             if result:
-                loc = localization_frame(study, trial_id, result)
+                keys, values = score_matrix(result)
+                loc = localization_table(study, trial_id, result["image_ids"], keys, values)  # noqa: F841
                 self.con.execute("INSERT INTO localization SELECT * FROM loc")
-                # agg and map_rows are read by name in the SQL that follows them (F841 cannot see that)
-                agg = (loc.groupby(["study", "trial_id", "split", "method", "metric"], sort=True)["value"]  # noqa: F841
-                       .agg(mean="mean", n="size", n_nan=lambda v: int(v.isna().sum())).reset_index())
+                agg = evaluation_table(study, trial_id, keys, values)  # noqa: F841
                 self.con.execute("INSERT INTO evaluation SELECT * FROM agg")
                 if result.get("maps"):
-                    h, w = result["grid"]
-                    map_rows = pd.DataFrame([{"study": study, "trial_id": trial_id, "method": m,  # noqa: F841
-                                              "image_id": i, "h": h, "w": w, "map": v}
-                                             for m, rows in result["maps"].items()
-                                             for i, v in zip(result["image_ids"], rows)])
+                    map_rows = maps_table(study, trial_id, result)  # noqa: F841
                     self.con.execute("INSERT INTO maps SELECT * FROM map_rows")
         self.changed()
 
 
-def localization_frame(study: str, trial_id: str, result: dict):
+def score_matrix(result: dict) -> tuple[list[str], "numpy.ndarray"]:
+    """The trial's per-image scores: their keys ('method|metric') and one row of values per key, in the
+    order of ``image_ids`` (a missing score is NaN)."""
+    import numpy as np
+
+    keys = list(result["scores"])
+    values = np.array([result["scores"][k] for k in keys], dtype=np.float64)  # None -> NaN
+    return keys, values.reshape(len(keys), len(result["image_ids"]))
+
+
+def localization_table(study: str, trial_id: str, ids: list, keys: list[str], values) -> "pyarrow.Table":
+    """The scores as rows of ``localization`` (a missing score NULL), one Arrow table built from columns,
+    not row by row: the single writer's time per finished trial."""
+    import numpy as np
+    import pyarrow as pa
+
+    n, rows = len(ids), values.size
+    methods, metrics = zip(*(k.split("|") for k in keys)) if keys else ((), ())
+    return pa.table({
+        "study": pa.array([study] * rows, pa.string()), "trial_id": pa.array([trial_id] * rows, pa.string()),
+        "split": pa.array(["test"] * rows, pa.string()),
+        "method": pa.array(np.repeat(np.array(methods, dtype=object), n), pa.string()),
+        "metric": pa.array(np.repeat(np.array(metrics, dtype=object), n), pa.string()),
+        "image_id": pa.array(list(ids) * len(keys), pa.string()),
+        "value": pa.array(values.reshape(-1), pa.float64(), from_pandas=True),  # NaN -> NULL
+    })
+
+
+def evaluation_table(study: str, trial_id: str, keys: list[str], values):
+    """Rows of ``evaluation``: per method and metric (sorted), the mean of the scores present, their count
+    and how many are missing. The mean is pandas' grouped by the method and metric names, exactly as the
+    store has always computed it (grouped by integer codes, pandas sums in another order: the last bits
+    differ)."""
+    import numpy as np
     import pandas as pd
 
-    ids = result["image_ids"]
-    frames = []
-    for key, values in result["scores"].items():
-        method, metric = key.split("|")
-        frames.append(pd.DataFrame({"study": study, "trial_id": trial_id, "split": "test", "method": method,
-                                    "metric": metric, "image_id": ids,
-                                    "value": pd.array(values, dtype="Float64").astype(float)}))
-    return pd.concat(frames, ignore_index=True)
+    n = values.shape[1]
+    methods, metrics = zip(*(k.split("|") for k in keys)) if keys else ((), ())
+    frame = pd.DataFrame({"method": np.repeat(np.array(methods, dtype=object), n),
+                          "metric": np.repeat(np.array(metrics, dtype=object), n), "value": values.reshape(-1)})
+    mean = frame.groupby(["method", "metric"], sort=True)["value"].mean()
+    row = {k: i for i, k in enumerate(zip(methods, metrics))}
+    order = [row[k] for k in mean.index]
+    return pd.DataFrame({"study": study, "trial_id": trial_id, "split": "test",
+                         "method": [methods[i] for i in order], "metric": [metrics[i] for i in order],
+                         "mean": mean.to_numpy(), "n": np.full(len(order), n, dtype=np.int32),
+                         "n_nan": np.isnan(values[order]).sum(axis=1).astype(np.int32)})
+
+
+def maps_table(study: str, trial_id: str, result: dict) -> "pyarrow.Table":
+    """The gallery maps as rows of ``maps`` (each method's maps belong to the first image ids, in order),
+    each a FLOAT[] of h x w, converted from one float32 array."""
+    from itertools import chain
+
+    import numpy as np
+    import pyarrow as pa
+
+    h, w = result["grid"]
+    ids = list(result["image_ids"])
+    per_method = [(m, rows[:len(ids)]) for m, rows in result["maps"].items()]
+    maps = [row for _, rows in per_method for row in rows]
+    sizes = np.fromiter((len(row) for row in maps), dtype=np.int64, count=len(maps))
+    flat = np.fromiter(chain.from_iterable(maps), dtype=np.float32, count=int(sizes.sum()))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    n = len(maps)
+    return pa.table({"study": pa.array([study] * n, pa.string()), "trial_id": pa.array([trial_id] * n, pa.string()),
+                     "method": pa.array([m for m, rows in per_method for _ in rows], pa.string()),
+                     "image_id": pa.array([i for _, rows in per_method for i in ids[:len(rows)]], pa.string()),
+                     "h": pa.array([h] * n, pa.int32()), "w": pa.array([w] * n, pa.int32()),
+                     "map": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))})
 
 
 class _Transaction:

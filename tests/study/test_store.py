@@ -121,3 +121,30 @@ def test_gains_by_image_pairs_each_trial_image_with_its_own_baseline(tmp_path):
         ("0001", "relevance_mass", "c", 1.0, None, None, False)]
     assert store.con.execute("SELECT DISTINCT teacher, sampled_method, alpha FROM gains_by_image").fetchall() == [
         ("mlp", "rollout", 0.5)]
+
+
+def test_scores_and_maps_are_written_column_by_column_with_the_same_rows(tmp_path):
+    """The Arrow write path: a NaN score and a missing one are both NULL; a metric with every score
+    missing has a NULL mean; each method's maps belong to the first image ids in order, stored as float32."""
+    store = Store(tmp_path / "s.duckdb")
+    store.create_study("s", "synthetic_ddsm", "{}", "h")
+    store.trial_started("s", "0000", 0, CONFIG, {"alpha": 0.5}, "abc", "base1")
+    third = 1 / 3  # float32 rounds it: 0.3333333432674408
+    result = dict(RESULT, scores={"rollout|pointing_game": [1.0, float("nan"), None],
+                                  "rollout|relevance_mass": [None, None, None],
+                                  "raw_cls|pointing_game": [0.0, 1.0, 1.0]},
+                  maps={"rollout": [[0.5, third, 0.0, 1.0]], "raw_cls": [[1.0] * 4, [0.25] * 4, [0.0] * 4, [9.0] * 4]},
+                  grid=[2, 2])
+    store.trial_finished("s", "0000", "completed", EPOCHS, result)
+    con = store.con
+    assert con.execute("SELECT method, metric, image_id, value FROM localization WHERE value IS NULL "
+                       "ORDER BY ALL").fetchall() == [
+        ("rollout", "pointing_game", "b", None), ("rollout", "pointing_game", "c", None),
+        ("rollout", "relevance_mass", "a", None), ("rollout", "relevance_mass", "b", None),
+        ("rollout", "relevance_mass", "c", None)]
+    assert con.execute("SELECT method, metric, mean, n, n_nan FROM evaluation ORDER BY ALL").fetchall() == [
+        ("raw_cls", "pointing_game", 2 / 3, 3, 0), ("rollout", "pointing_game", 1.0, 3, 2),
+        ("rollout", "relevance_mass", None, 3, 3)]
+    maps = con.execute("SELECT method, image_id, h, w, map FROM maps ORDER BY method, image_id").fetchall()
+    assert maps == [("raw_cls", "a", 2, 2, [1.0] * 4), ("raw_cls", "b", 2, 2, [0.25] * 4),
+                    ("raw_cls", "c", 2, 2, [0.0] * 4), ("rollout", "a", 2, 2, [0.5, 0.3333333432674408, 0.0, 1.0])]
