@@ -9,7 +9,6 @@ the driver's ``Recorder``, which alone writes the database, one transaction per 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, ClassVar
 
@@ -47,11 +46,9 @@ class Executor(ABC):
         return nullcontext()
 
     @abstractmethod
-    def run(self, rec: Recorder, finished: dict, baselines: BaselineQueue | None, teachers: Future) -> None:
+    def run(self, rec: Recorder, finished: dict, baselines: BaselineQueue | None) -> None:
         """The study's recipes (``finished``: recipe number -> stored outcome of a resumed study) and the
-        baselines in ``baselines``, as the executor schedules them. No recipe starts before ``teachers``
-        (the teachers' fits) is done; a baseline may. A failed fit stops the run (its error is raised by
-        the caller)."""
+        baselines in ``baselines``, as the executor schedules them."""
 
     @abstractmethod
     def run_baselines(self, rec: Recorder, configs: list) -> None:

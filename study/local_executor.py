@@ -3,8 +3,6 @@ TPE asked in the same fixed batches as the Ray executor, the same ASHA rule); fo
 machine without Ray."""
 from __future__ import annotations
 
-from concurrent.futures import Future
-
 from study.errors import error_text
 from study.executor import Executor
 from study.recorder import Recorder, check_failures
@@ -18,12 +16,10 @@ class LocalExecutor(Executor):
     def slots(self) -> int:
         return 1
 
-    def run(self, rec: Recorder, finished: dict, baselines=None, teachers: Future | None = None) -> None:
+    def run(self, rec: Recorder, finished: dict, baselines=None) -> None:
         if baselines is not None:  # one trial at a time: the baselines first
             todo, baselines.todo = baselines.todo, []
             self.run_baselines(rec, todo)
-        if teachers is not None:
-            teachers.result()
         run_local(self.spec, self.base, rec, finished)
 
     def run_baselines(self, rec: Recorder, configs: list) -> None:

@@ -23,18 +23,13 @@ def device_line(spec: StudySpec) -> str:
 
 
 def prepare(spec: StudySpec, base, cache_dir: str, at_once: int, say) -> str:
-    """``prepare_data``, then ``fit_teachers``: everything before any trial, in this thread."""
-    t0 = time.perf_counter()
-    subset = prepare_data(spec, base, cache_dir, at_once, say)
-    fit_teachers(spec, base, cache_dir, say, t0)
-    return subset
-
-
-def prepare_data(spec: StudySpec, base, cache_dir: str, at_once: int, say) -> str:
-    """Generate (or prepare) the data once, before any trial, and check that ``at_once`` trials fit in
-    this node's memory. Returns the training subset in words (data.options.max_train), or ""."""
+    """Generate the data and fit every teacher the study can sample, once, before any trial; check that
+    ``at_once`` trials fit in this node's memory. Returns the training subset in words
+    (data.options.max_train), or ""."""
     from mmpkd_core.data import load_domain
+    from mmpkd_core.teachers import TEACHERS, teacher_outputs
 
+    t0 = time.perf_counter()
     data = load_domain(spec.domain, base.data, cache_dir)
     check_memory(spec, base, data, at_once, say)
     if data.subset:  # data.options.max_train
@@ -47,14 +42,6 @@ def prepare_data(spec: StudySpec, base, cache_dir: str, at_once: int, say) -> st
         except ValueError as err:
             raise StudyError(str(err)) from None
         say(f"student starts from {base.student.pretrained}")
-    return data.subset
-
-
-def fit_teachers(spec: StudySpec, base, cache_dir: str, say, t0: float) -> None:
-    """Fit every teacher the study can sample, once, before any recipe (a matched baseline reads none:
-    it may run meanwhile). ``t0``: when the preparation began, for the line that ends it."""
-    from mmpkd_core.teachers import TEACHERS, teacher_outputs
-
     dims = spec.dims()
     teachers = dims["teacher"].choices if "teacher" in dims else [base.teacher]
     seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else spec.seed_list()
@@ -67,6 +54,7 @@ def fit_teachers(spec: StudySpec, base, cache_dir: str, say, t0: float) -> None:
                     else "")
             say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
+    return data.subset
 
 
 @contextmanager

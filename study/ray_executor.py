@@ -215,8 +215,8 @@ class RayExecutor(Executor):
     def session(self):
         return ray_session(self.spec, self.address)
 
-    def run(self, rec, finished: dict, baselines: BaselineQueue | None, teachers=None) -> None:
-        run_ray(self.spec, self.base, rec, self.cache_dir, finished, baselines=baselines, teachers=teachers)
+    def run(self, rec, finished: dict, baselines: BaselineQueue | None) -> None:
+        run_ray(self.spec, self.base, rec, self.cache_dir, finished, baselines=baselines)
 
     def run_baselines(self, rec, configs: list) -> None:
         run_ray(self.spec, self.base, rec, self.cache_dir, baselines=BaselineQueue(self.base, [], configs),
@@ -224,13 +224,11 @@ class RayExecutor(Executor):
 
 
 def run_ray(spec: StudySpec, base, rec, cache_dir: str, finished: dict | None = None,
-            baselines: BaselineQueue | None = None, recipes: bool = True, name: str | None = None,
-            teachers=None) -> None:
+            baselines: BaselineQueue | None = None, recipes: bool = True, name: str | None = None) -> None:
     """One Tuner, one pool of workers, in the study's Ray session (``ray_session``): the recipes
     (``recipes``) and the matched baselines they need (``baselines``) run side by side. A baseline takes
-    a slot that no recipe can take (the teachers still fitting: ``teachers``, a future; the sampler
-    waiting for a batch's results; or every recipe handed out); ASHA judges the recipes only. A failed
-    teacher fit stops every trial (the caller raises its error)."""
+    a slot that no recipe can take (the sampler waiting for a batch's results, or every recipe handed
+    out); ASHA judges the recipes only."""
     import ray
     from ray import tune
 
@@ -239,8 +237,7 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, finished: dict | None = 
     if not ray.is_initialized():  # Tune would start a Ray of its own, with none of the session's settings
         raise RuntimeError("run_ray runs inside the study's ray_session")
     ex = spec.executor
-    teachers = TeachersGate(teachers)
-    search = searcher(spec, finished, baselines=baselines, recipes=recipes, base=base, teachers=teachers)
+    search = searcher(spec, finished, baselines=baselines, recipes=recipes, base=base)
     scheduler = recipe_scheduler(spec)
     if finished and spec.scheduler() == "asha":
         replay_rungs(scheduler, finished, spec.objective.mode)
@@ -252,31 +249,10 @@ def run_ray(spec: StudySpec, base, rec, cache_dir: str, finished: dict | None = 
                                     max_concurrent_trials=ex.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(name=name or spec.name, storage_path=storage(spec, cache_dir),
                                   verbose=0, callbacks=[store_callback(rec), *ray_callbacks(spec)],
-                                  stop=failure_stopper(rec, ex.max_failures, teachers),
+                                  stop=failure_stopper(rec, ex.max_failures),
                                   failure_config=tune.FailureConfig(max_failures=ex.max_retries)),
     )
     tuner.fit()
-
-
-class TeachersGate:
-    """The teachers' fits (a future, or None: fitted) as Tune's searcher and stopper hold it. Tune pickles
-    both into its experiment state; the future stays in this process, and a copy unpickled elsewhere
-    counts as fitted."""
-
-    def __init__(self, future=None):
-        self.future = future
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state):
-        self.future = None
-
-    def fitted(self) -> bool:
-        return self.future is None or self.future.done()
-
-    def failed(self) -> bool:
-        return self.future is not None and self.future.done() and self.future.exception() is not None
 
 
 def recipe_scheduler(spec: StudySpec):
@@ -328,13 +304,11 @@ def replay_rungs(scheduler, finished: dict, mode: str) -> None:
                 bracket.on_result(ghost, epoch, sign * value)
 
 
-def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, recipes: bool = True, base=None,
-             teachers=None):
+def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, recipes: bool = True, base=None):
     """OptunaSearch (seeded TPE) in fixed batches, so that the sequence of sampled recipes does not
     depend on how many trials run at once or in which order they finish. ``finished`` (resuming):
     recipe number -> stored outcome, replayed into the sampler before any new suggestion.
-    ``baselines``: a ``study.baselines.BaselineQueue`` handed out where no recipe can be (among others,
-    while ``teachers``, a ``TeachersGate``, is not fitted)."""
+    ``baselines``: a ``study.baselines.BaselineQueue`` handed out where no recipe can be."""
     from ray.tune.search.optuna import OptunaSearch
 
     from study.sampling import first_batch, sampler
@@ -344,14 +318,13 @@ def searcher(spec: StudySpec, finished: dict | None = None, baselines=None, reci
                           sampler=sampler(spec), points_to_evaluate=spec.recipes or None)
     ex = spec.executor
     batched = batched_search(search, ex.sample_batch, ex.trials if recipes else 0, first_batch(spec), baselines,
-                             lag=ex.sample_lag, teachers=teachers)
+                             lag=ex.sample_lag)
     if finished:
         batched.replay(finished)
     return batched
 
 
-def batched_search(inner, batch: int, total: int, first: int | None = None, baselines=None, lag: int = 0,
-                   teachers=None):
+def batched_search(inner, batch: int, total: int, first: int | None = None, baselines=None, lag: int = 0):
     import pickle
 
     from ray.tune.search import Searcher
@@ -367,15 +340,14 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
         results: TPE's start-up trials, a fixed design's every recipe) are handed out at once. So the
         sequence of recipes does not depend on how many trials run at once or in which order they
         finish. (Ray's ConcurrencyLimiter(batch=True) closes a batch whenever its live trials finish, so
-        its batches depend on timing.) No recipe is handed out before ``teachers`` (a ``TeachersGate``)
-        is fitted. A slot that no recipe can take goes to the next matched baseline still
-        to run."""
+        its batches depend on timing.) A slot that no recipe can take goes to the next matched baseline
+        still to run."""
 
         def __init__(self):
             super().__init__(metric=inner.metric, mode=inner.mode)
             self.inner, self.batch, self.total, self.lag = inner, batch, total, lag
             self.first = max(batch, first or batch)
-            self.baselines, self.teachers = baselines, teachers
+            self.baselines = baselines
             self.issued = 0
             self.order: list[str] = []  # the inner searcher's trial ids, by recipe number
             self.results: dict[str, tuple | None] = {}  # inner trial id -> (result, error) once finished
@@ -428,15 +400,12 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
                     self.pending.append((fid, cfg, n))
 
         def suggest(self, trial_id):
-            if self.teachers is not None and self.teachers.failed():
-                return Searcher.FINISHED  # no recipe can run; the stopper ends the running trials
-            fitted = self.teachers is None or self.teachers.fitted()
-            if self.pending and fitted:
+            if self.pending:
                 fid, cfg, n = self.pending.pop(0)
                 self.alias[trial_id] = fid
                 return self._with_baselines({**cfg, "_recipe": n})
             n = self.issued
-            if fitted and n < self.total and self.ready(n):
+            if n < self.total and self.ready(n):
                 self.tell_through(self.needed(n))
                 cfg = self.inner.suggest(trial_id)
                 if cfg not in (None, Searcher.FINISHED):
@@ -486,8 +455,7 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
     return BatchedSearch()
 
 
-def failure_stopper(rec, limit: int | None, teachers=None):
-    """Stops every trial once more than ``limit`` have failed, or a teacher could not be fitted."""
+def failure_stopper(rec, limit: int | None):
     from ray.tune.stopper import Stopper
 
     class FailureLimit(Stopper):
@@ -495,8 +463,6 @@ def failure_stopper(rec, limit: int | None, teachers=None):
             return False
 
         def stop_all(self):
-            if teachers is not None and teachers.failed():
-                return True
             return limit is not None and len(rec.failed) > limit
 
     return FailureLimit()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from study.baselines import BaselineQueue, baselines_to_run, missing_baselines
 from study.errors import StudyError
 from study.executor import Executor
 from study.local_executor import LocalExecutor
-from study.prepare import device_line, fit_teachers, prepare_data
+from study.prepare import device_line, prepare
 from study.ray_executor import RayExecutor
 from study.recorder import Recorder, TooManyFailures, check_failures
 from study.spec import StudySpec
@@ -61,7 +60,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     executor = executor_for(spec, base, cache_dir, address)
     check_tracking(spec, cache_dir, say)  # a tracking URI that cannot be opened stops the study here
     with ExitStack() as session:  # the executor's session (Ray), started beside the preparation, held throughout
-        subset, teachers = prepare_beside(executor, say, session)
+        subset = prepare_beside(executor, say, session)
         finished: dict = {}
         if resume:
             finished, killed = store.resume_state(spec.name)
@@ -80,7 +79,7 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
         rec.show()
         status = "failed"
         try:
-            run_phases(executor, rec, store, finished, teachers)
+            run_phases(executor, rec, store, finished)
             status = "completed"
         except TooManyFailures:
             status = "stopped"
@@ -93,46 +92,40 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
     return summarize(store, spec.name, wall, spec.objective.mode)
 
 
-def prepare_beside(executor: Executor, say, session: ExitStack) -> tuple[str, Future]:
-    """The data (``prepare_data``) and the executor's session entered into ``session`` (the caller's,
-    which closes it); then the teachers' fits (``fit_teachers``), as a future. A session that takes
-    seconds to start (Ray's, about 3-7 s) starts in this thread while another one prepares, so that it
-    hides behind the data; that thread goes on to fit the teachers while the study starts, so that the
-    matched baselines, which read no teacher, train beside the fits (the recipes wait for the future).
-    Otherwise everything is prepared here first, and the future is done on return. (Warming a Ray worker
-    per slot with the trial's imports was measured and dropped: Ray 2.60 starts Tune's trial actors in
-    new processes, not in the workers left idle by tasks.)"""
-    spec, base, cache_dir = executor.spec, executor.base, executor.cache_dir
-    data: Future = Future()
-    teachers: Future = Future()
-
-    def run() -> None:
-        t0 = time.perf_counter()
-        for future, step in ((data, lambda: prepare_data(spec, base, cache_dir, executor.node_slots(), say)),
-                             (teachers, lambda: fit_teachers(spec, base, cache_dir, say, t0))):
-            try:
-                future.set_result(step())
-            except BaseException as err:  # raised again in the study's thread, by result()
-                future.set_exception(err)
-                if future is data:  # no teachers without the data
-                    teachers.set_exception(err)
-                return
+def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
+    """``prepare``, and the executor's session entered into ``session`` (the caller's, which closes it).
+    A session that takes seconds to start (Ray's, about 3-7 s) starts in this thread while another one
+    prepares, so that it hides behind the data and the teachers' fits of a cold cache; otherwise
+    ``prepare`` runs here first. (Warming a Ray worker per slot with the trial's imports was measured
+    and dropped: Ray 2.60 starts Tune's trial actors in new processes, not in the workers left idle by
+    tasks.)"""
+    def run() -> str:
+        return prepare(executor.spec, executor.base, executor.cache_dir, executor.node_slots(), say)
 
     if not executor.slow_session:
-        run()
-        subset = data.result()
-        teachers.result()
+        subset = run()
         session.enter_context(executor.session())
-        return subset, teachers
-    threading.Thread(target=run, name="prepare", daemon=True).start()
+        return subset
+    done: dict = {}
+
+    def in_thread() -> None:
+        try:
+            done["subset"] = run()
+        except BaseException as err:  # raised again in this thread below
+            done["error"] = err
+
+    worker = threading.Thread(target=in_thread, name="prepare", daemon=True)
+    worker.start()
     session.enter_context(executor.session())
-    return data.result(), teachers
+    worker.join()
+    if "error" in done:
+        raise done["error"]
+    return done["subset"]
 
 
-def run_phases(executor: Executor, rec: Recorder, store: Store, finished: dict, teachers: Future) -> None:
+def run_phases(executor: Executor, rec: Recorder, store: Store, finished: dict) -> None:
     """The matched baselines and the sweep (the executor schedules them: side by side in Ray's pool, the
-    baselines first one trial at a time; no recipe before ``teachers`` is done), then any baselines the
-    sweep still needs, then the gains."""
+    baselines first one trial at a time), then any baselines the sweep still needs, then the gains."""
     from mmpkd_core import baseline_config
 
     spec, base = executor.spec, executor.base
@@ -140,8 +133,7 @@ def run_phases(executor: Executor, rec: Recorder, store: Store, finished: dict, 
     if spec.baselines:
         own = [baseline_config(base.with_params({"seed": s})) for s in spec.seed_list()]
         queue = BaselineQueue(base, spec.seed_list(), baselines_to_run(own, store, rec.say), store.current_baselines())
-    executor.run(rec, finished, queue, teachers)
-    teachers.result()  # a teacher that could not be fitted stops the study here, with its own error
+    executor.run(rec, finished, queue)
     check_failures(spec, rec)
     if spec.baselines:  # a baseline that failed, or recipes of the local executor that sampled the schedule
         todo = baselines_to_run(missing_baselines(store, spec.name), store, rec.say)

@@ -1,6 +1,5 @@
 """The sequence of sampled recipes must not depend on concurrency or completion order."""
 import random
-from types import SimpleNamespace
 
 from ray.tune.search import Searcher
 
@@ -93,42 +92,6 @@ def test_baselines_take_the_slots_no_recipe_can_take():
     while queue.todo:
         assert "_baseline" in search.suggest("more")
     assert search.suggest("end") == Searcher.FINISHED
-
-
-def test_baselines_train_while_the_teachers_fit_and_recipes_wait_for_them():
-    """The matched baselines read no teacher: while the teachers' fits (a future) run, a slot gets a
-    baseline and no recipe; once they are fitted the recipes come, in the same sequence as without the
-    wait. A failed fit ends the search and stops every running trial."""
-    import pickle
-    from concurrent.futures import Future
-
-    from mmpkd_core import DataConfig, StudentConfig, TrialConfig, baseline_config
-    from study.baselines import BaselineQueue
-    from study.ray_executor import TeachersGate, failure_stopper
-
-    base = TrialConfig(domain="synthetic_ddsm", data=DataConfig(), student=StudentConfig(epochs=2), teacher="mlp",
-                       seed=0)
-    spec = spec_from_dict({**SPEC, "executor": {"trials": 4, "sample_batch": 2, "seed": 0}})
-    plain = searcher(spec)
-    reference = [plain.suggest(f"r{i}") for i in range(2)]
-    fits = Future()
-    gate = TeachersGate(fits)
-    queue = BaselineQueue(base, [0], [baseline_config(base)])
-    search = searcher(spec, baselines=queue, teachers=gate)
-    assert "_baseline" in search.suggest("b0")
-    assert search.suggest("t0") is None  # no recipe before the teachers are fitted
-    stopper = failure_stopper(SimpleNamespace(failed=[]), None, gate)
-    assert not stopper.stop_all()
-    fits.set_result(None)
-    assert [search.suggest(f"t{i}") for i in range(2)] == reference
-    assert pickle.loads(pickle.dumps(gate)).fitted()  # Tune pickles its searcher and stopper
-
-    failed = Future()
-    search = searcher(spec, baselines=BaselineQueue(base, [0], [baseline_config(base)]), teachers=TeachersGate(failed))
-    assert "_baseline" in search.suggest("b0")
-    failed.set_exception(RuntimeError("the mlp teacher could not be fitted"))
-    assert search.suggest("t0") == Searcher.FINISHED
-    assert failure_stopper(SimpleNamespace(failed=[]), None, TeachersGate(failed)).stop_all()
 
 
 def test_with_a_lag_the_next_batch_is_sampled_while_the_last_one_runs():
