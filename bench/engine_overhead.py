@@ -9,9 +9,10 @@
    driver less the seconds the worker measured); then the same study with the local executor and on
    Ray again, both on the warm cache: the Ray / local wall-time ratio (2 slots against 1) and what a
    second study on the same data prepared, fitted and ran again; the same two under FIFO, where both
-   executors train the same recipes for every epoch (ASHA, one rule for both, stops different recipes when two run at once); and the
-   spec with ``executor.sample_lag: 1`` (a batch sampled while the one before still runs), locally and
-   on Ray with a warm cache, and on Ray from a cold cache and a new database (its baseline run again);
+   executors train the same recipes for every epoch (ASHA, one rule for both, stops different recipes
+   when two run at once); and the spec with ``executor.sample_lag: 1`` (a batch sampled while the one
+   before still runs), locally and on Ray with a warm cache, and on Ray from a cold cache and a new
+   database (its baseline run again);
 3. ASHA against FIFO on a smaller spec: trial-epochs spent and the best validation objective reached.
 
     python bench/engine_overhead.py
