@@ -364,8 +364,8 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
             """How many recipes, in order, have finished (and are told) before recipe ``n`` is sampled."""
             return 0 if n < self.first else results_before(n, self.batch, self.lag)
 
-        def ready(self, n: int) -> bool:
-            return all(self.results.get(self.order[i]) is not None for i in range(self.needed(n)))
+        def ready(self, n: int) -> bool:  # the recipes told already have finished: the rest are checked
+            return all(self.results.get(self.order[i]) is not None for i in range(self.told, self.needed(n)))
 
         def tell_through(self, count: int) -> None:
             while self.told < count:

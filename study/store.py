@@ -371,10 +371,10 @@ class Store:
                                   for c in EPOCH_COLUMNS}})
                 self.con.execute("INSERT INTO epochs SELECT * FROM ep")
             if result:
-                keys, values = score_matrix(result)
-                loc = localization_table(study, trial_id, result["image_ids"], keys, values)  # noqa: F841
+                methods, metrics, values = score_matrix(result)
+                loc = localization_table(study, trial_id, result["image_ids"], methods, metrics, values)  # noqa: F841
                 self.con.execute("INSERT INTO localization SELECT * FROM loc")
-                agg = evaluation_table(study, trial_id, keys, values)  # noqa: F841
+                agg = evaluation_table(study, trial_id, methods, metrics, values)  # noqa: F841
                 self.con.execute("INSERT INTO evaluation SELECT * FROM agg")
                 if result.get("maps"):
                     map_rows = maps_table(study, trial_id, result)  # noqa: F841
@@ -382,35 +382,36 @@ class Store:
         self.changed()
 
 
-def score_matrix(result: dict) -> tuple[list[str], "numpy.ndarray"]:
-    """The trial's per-image scores: their keys ('method|metric') and one row of values per key, in the
-    order of ``image_ids`` (a missing score is NaN)."""
+def score_matrix(result: dict) -> tuple[tuple[str, ...], tuple[str, ...], "numpy.ndarray"]:
+    """The trial's per-image scores: the method and metric of each key ('method|metric') and one row of
+    values per key, in the order of ``image_ids`` (a missing score is NaN)."""
     import numpy as np
 
     keys = list(result["scores"])
     values = np.array([result["scores"][k] for k in keys], dtype=np.float64)  # None -> NaN
-    return keys, values.reshape(len(keys), len(result["image_ids"]))
+    methods, metrics = zip(*(k.split("|") for k in keys)) if keys else ((), ())
+    return methods, metrics, values.reshape(len(keys), len(result["image_ids"]))
 
 
-def localization_table(study: str, trial_id: str, ids: list, keys: list[str], values) -> "pyarrow.Table":
+def localization_table(study: str, trial_id: str, ids: list, methods: tuple, metrics: tuple,
+                       values) -> "pyarrow.Table":
     """The scores as rows of ``localization`` (a missing score NULL), one Arrow table built from columns,
     not row by row: the single writer's time per finished trial."""
     import numpy as np
     import pyarrow as pa
 
     n, rows = len(ids), values.size
-    methods, metrics = zip(*(k.split("|") for k in keys)) if keys else ((), ())
     return pa.table({
         "study": pa.array([study] * rows, pa.string()), "trial_id": pa.array([trial_id] * rows, pa.string()),
         "split": pa.array(["test"] * rows, pa.string()),
         "method": pa.array(np.repeat(np.array(methods, dtype=object), n), pa.string()),
         "metric": pa.array(np.repeat(np.array(metrics, dtype=object), n), pa.string()),
-        "image_id": pa.array(list(ids) * len(keys), pa.string()),
+        "image_id": pa.array(list(ids) * len(methods), pa.string()),
         "value": pa.array(values.reshape(-1), pa.float64(), from_pandas=True),  # NaN -> NULL
     })
 
 
-def evaluation_table(study: str, trial_id: str, keys: list[str], values):
+def evaluation_table(study: str, trial_id: str, methods: tuple, metrics: tuple, values):
     """Rows of ``evaluation``: per method and metric (sorted), the mean of the scores present, their count
     and how many are missing. The mean is pandas' grouped by the method and metric names, exactly as the
     store has always computed it (grouped by integer codes, pandas sums in another order: the last bits
@@ -419,7 +420,6 @@ def evaluation_table(study: str, trial_id: str, keys: list[str], values):
     import pandas as pd
 
     n = values.shape[1]
-    methods, metrics = zip(*(k.split("|") for k in keys)) if keys else ((), ())
     frame = pd.DataFrame({"method": np.repeat(np.array(methods, dtype=object), n),
                           "metric": np.repeat(np.array(metrics, dtype=object), n), "value": values.reshape(-1)})
     mean = frame.groupby(["method", "metric"], sort=True)["value"].mean()

@@ -28,14 +28,13 @@ def extract_grid(method: str, model, images: torch.Tensor, combos: list[dict],
     among them: it explains ``target``, the class the model predicts unless given, found once for
     every combination), once per combination."""
     m = METHODS.get(method)
+    from mmpkd_core.attention._capture import captured_attention, eval_mode
+
     if m.class_specific and target is None:  # predicted in eval mode, the model's mode left as it was
-        was_training = model.training
-        with torch.no_grad():
-            target = model.eval()(images).argmax(dim=-1)
-        model.train(was_training)
+        with torch.no_grad(), eval_mode(model):
+            target = model(images).argmax(dim=-1)
     if m.from_attention is None or m.class_specific or len(combos) == 1:
         return [extract(method, model, images, target, **p) for p in combos]
-    from mmpkd_core.attention._capture import captured_attention
 
     with torch.no_grad(), captured_attention(model) as attns:
         model(images)

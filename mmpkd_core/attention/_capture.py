@@ -8,6 +8,17 @@ from torch import nn
 
 
 @contextmanager
+def eval_mode(model: nn.Module):
+    """The model in ``eval()`` inside the block; its train/eval state as it was on exit, whatever happens."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
 def captured_attention(model: nn.Module, keep_grad: bool = False):
     """Yield a list filled, per forward pass, with each block's attention ``(B, heads, N, N)``.
 
@@ -17,7 +28,6 @@ def captured_attention(model: nn.Module, keep_grad: bool = False):
     """
     blocks = list(model.blocks)
     fused = [b.attn.fused_attn for b in blocks]
-    was_training = model.training
     store: list[torch.Tensor] = []
 
     def hook(_module, _inputs, out):
@@ -27,17 +37,16 @@ def captured_attention(model: nn.Module, keep_grad: bool = False):
 
     handles = []
     try:
-        model.eval()
         for b in blocks:
             b.attn.fused_attn = False
             handles.append(b.attn.attn_drop.register_forward_hook(hook))
-        yield store
+        with eval_mode(model):
+            yield store
     finally:
         for h in handles:
             h.remove()
         for b, f in zip(blocks, fused):
             b.attn.fused_attn = f
-        model.train(was_training)
 
 
 def token_grid(model: nn.Module) -> tuple[int, int]:

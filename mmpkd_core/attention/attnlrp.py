@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmpkd_core.attention._capture import token_grid
+from mmpkd_core.attention._capture import eval_mode, token_grid
 from mmpkd_core.attention._grad import target_score
 from mmpkd_core.attention.base import METHODS, Method
 
@@ -71,14 +71,9 @@ def lrp_forward(model, images) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def attnlrp(model, images, target, score: str = "contrast") -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            emb, logits = lrp_forward(model, images)
-            (grad,) = torch.autograd.grad(target_score(logits, target, score), emb)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.enable_grad():
+        emb, logits = lrp_forward(model, images)
+        (grad,) = torch.autograd.grad(target_score(logits, target, score), emb)
     rel = (emb * grad).sum(dim=-1).detach()  # (B, n_patches)
     h, w = token_grid(model)
     return rel.reshape(-1, h, w)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mmpkd_core.attention._capture import token_grid
+from mmpkd_core.attention._capture import eval_mode, token_grid
 from mmpkd_core.attention._grad import target_score
 from mmpkd_core.attention.base import METHODS, Method
 
@@ -16,15 +16,12 @@ from mmpkd_core.attention.base import METHODS, Method
 def gradcam_tokens(model, images, target, score: str = "contrast") -> torch.Tensor:
     acts: list[torch.Tensor] = []
     handle = model.blocks[-1].norm1.register_forward_hook(lambda _m, _i, out: acts.append(out))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             logits = model(images)
             (grad,) = torch.autograd.grad(target_score(logits, target, score), acts[0])
     finally:
         handle.remove()
-        model.train(was_training)
     p = model.num_prefix_tokens
     x, g = acts[0][:, p:].detach(), grad[:, p:]  # (B, n_patches, D)
     weights = g.mean(dim=1, keepdim=True)  # (B, 1, D)
