@@ -1,8 +1,9 @@
 """Engine overhead: start-up, slot use, caches and ASHA, measured in one process:
 
-1. start-up, part by part: Ray's start, a worker's start-up with torch and the engine imported (first
+1. start-up, part by part: Ray's start, Tune's imports, a worker's start-up with torch and the engine imported (first
    call on a new worker, then again on the same worker), data generation and teacher fits (once per
-   cache), and a trial's loading of the data and teacher outputs from the cache;
+   cache: each teacher alone, then the data and every teacher as a study prepares them, the teachers
+   beside each other), and a trial's loading of the data and teacher outputs from the cache;
 2. the default study (search_spaces/ddsm.yaml, as `make run` runs it) on Ray from a cold cache: wall
    time, slot utilisation (trial seconds of every trial, pruned and failed included, over slots x
    wall time) and each trial's start-up as the driver sees it (its time from start to end in the
@@ -62,6 +63,9 @@ def startup_parts(cache: str) -> dict:
     t0 = time.perf_counter()
     with ray_session(spec, None):
         out["ray"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        executor_for(spec, None, cache).preload()  # in a study: beside Ray's start, in the preparing thread
+        out["preload"] = time.perf_counter() - t0
 
         @ray.remote(num_cpus=1)
         class Worker:  # a worker process as Tune's reused trial actor is: imports once, then runs trials
@@ -82,7 +86,7 @@ def startup_parts(cache: str) -> dict:
     from mmpkd_core.data import load_domain
     from mmpkd_core.teachers import teacher_outputs
     from mmpkd_core.trial import pick_device, trial_inputs
-    from study.prepare import torch_threads
+    from study.prepare import prepare, torch_threads
 
     t0 = time.perf_counter()
     data = load_domain(base.domain, base.data, cache)
@@ -93,6 +97,10 @@ def startup_parts(cache: str) -> dict:
         with torch_threads(base.threads):
             teacher_outputs(name, base.domain, base.data, 0, cache, opts)
         out[f"teacher {name}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()  # as a study prepares: the teachers beside each other, in a cache of their own
+    prepare(spec, base, os.path.join(cache, "side-by-side"), executor_for(spec, base, cache).node_slots(),
+            say=lambda *_: None)
+    out["prepare"] = time.perf_counter() - t0
     for label in ("load_first", "load_again"):
         t0 = time.perf_counter()
         data = load_domain(base.domain, base.data, cache)
@@ -158,12 +166,16 @@ def main() -> None:
     print("# start-up, part by part (search_spaces/ddsm.yaml's stand-in: 2,000 images at 48 px)")
     print("| part | seconds | paid |\n|---|---|---|")
     print(f"| Ray's start (local instance) | {parts['ray']:.1f} | once per study |")
+    print(f"| Tune's and its Optuna searcher's imports in the driver | {parts['preload']:.1f} | once per study, "
+          "beside Ray's start |")
     print(f"| a new worker: process start and imports (torch, timm, the engine) | {parts['worker_first_wall']:.1f} "
           f"(imports {parts['worker_first_imports']:.1f}) | once per worker: trials reuse it |")
     print(f"| the same imports again on that worker | {parts['worker_again']:.3f} | |")
     print(f"| data generation | {parts['data']:.1f} | once per cache |")
     for k in (k for k in parts if k.startswith("teacher ")):
-        print(f"| {k} fit (5-fold cross-fitting, one thread) | {parts[k]:.1f} | once per cache |")
+        print(f"| {k} fit (5-fold cross-fitting, one thread), alone | {parts[k]:.1f} | once per cache |")
+    print(f"| data and every teacher as a study prepares them (teachers beside each other) | {parts['prepare']:.1f} "
+          "| once per cache, beside Ray's start |")
     print(f"| a trial's loading of data and teacher outputs from the cache | {parts['load_first']:.3f} first, "
           f"{parts['load_again']:.3f} again | per trial |")
     print("\n# the default study (search_spaces/ddsm.yaml: 8 recipes, ASHA, 2 slots on Ray)")

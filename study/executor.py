@@ -45,6 +45,10 @@ class Executor(ABC):
     def session(self) -> AbstractContextManager:
         return nullcontext()
 
+    def preload(self) -> None:
+        """Import what ``run`` needs, in the thread that prepares the data while the session starts (so
+        that those imports hide behind the session's start rather than follow it)."""
+
     @abstractmethod
     def run(self, rec: Recorder, finished: dict, baselines: BaselineQueue | None) -> None:
         """The study's recipes (``finished``: recipe number -> stored outcome of a resumed study) and the

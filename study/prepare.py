@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from study.errors import StudyError
@@ -45,14 +46,28 @@ def prepare(spec: StudySpec, base, cache_dir: str, at_once: int, say) -> str:
     dims = spec.dims()
     teachers = dims["teacher"].choices if "teacher" in dims else [base.teacher]
     seeds = dims["seed"].choices if "seed" in dims and hasattr(dims["seed"], "choices") else spec.seed_list()
-    for t in teachers:
-        for seed in seeds:
-            with torch_threads(base.threads):
-                out = teacher_outputs(str(t), spec.domain, base.data, int(seed), cache_dir,
-                                      json.loads(base.teacher_options))
-            note = (" (a control that reads the labels: not a measure of skill)" if TEACHERS.get(str(t)).reads_labels
+    fits = [(str(t), int(seed)) for t in teachers for seed in seeds]
+    options = json.loads(base.teacher_options)
+
+    def fit(name: str, seed: int):
+        return teacher_outputs(name, spec.domain, base.data, seed, cache_dir, options, threads=at_once)
+
+    def fit_in_turn(todo: list) -> list:
+        with torch_threads(base.threads):
+            return [fit(*f) for f in todo]
+
+    # teachers whose fits keep to their own state run in threads beside the others, which fit one after
+    # the other in a thread of their own (they share torch's RNG); lines come in order, each once it is done
+    in_turn = [f for f in fits if not TEACHERS.get(f[0]).fits_in_threads]
+    with ThreadPoolExecutor(max(1, len(fits) - len(in_turn)) + 1, thread_name_prefix="teachers") as pool:
+        rest = pool.submit(fit_in_turn, in_turn)
+        beside = {f: pool.submit(fit, *f) for f in fits if f not in in_turn}
+        for name, seed in fits:
+            out = (beside[(name, seed)].result() if (name, seed) in beside
+                   else rest.result()[in_turn.index((name, seed))])
+            note = (" (a control that reads the labels: not a measure of skill)" if TEACHERS.get(name).reads_labels
                     else "")
-            say(f"teacher {t} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
+            say(f"teacher {name} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")
     say(f"data and teachers ready in {time.perf_counter() - t0:.1f} s")
     return data.subset
 

@@ -95,10 +95,11 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
 def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
     """``prepare``, and the executor's session entered into ``session`` (the caller's, which closes it).
     A session that takes seconds to start (Ray's, about 3-7 s) starts in this thread while another one
-    prepares, so that it hides behind the data and the teachers' fits of a cold cache; otherwise
-    ``prepare`` runs here first. (Warming a Ray worker per slot with the trial's imports was measured
-    and dropped: Ray 2.60 starts Tune's trial actors in new processes, not in the workers left idle by
-    tasks.)"""
+    prepares and then imports what the executor's run needs (``Executor.preload``), so that the session's
+    start hides behind the data and the teachers' fits of a cold cache, and those imports behind the
+    session's start on a warm one; otherwise ``prepare`` runs here first. (Warming a Ray worker per slot
+    with the trial's imports was measured and dropped: Tune gives its trial actors a runtime environment
+    of their own (``PL_DISABLE_FORK``), so Ray starts them in new processes, never in idle workers.)"""
     def run() -> str:
         return prepare(executor.spec, executor.base, executor.cache_dir, executor.node_slots(), say)
 
@@ -111,6 +112,7 @@ def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
     def in_thread() -> None:
         try:
             done["subset"] = run()
+            executor.preload()
         except BaseException as err:  # raised again in this thread below
             done["error"] = err
 

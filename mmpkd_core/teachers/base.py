@@ -15,6 +15,7 @@ training split (embeddings of different fits live in different spaces and cannot
 from __future__ import annotations
 
 import json
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +45,10 @@ class Teacher(ABC):
     reads_labels: ClassVar[bool] = False  # a control whose outputs read the labels: its AUROC is no measure of skill
     reference: ClassVar[str | None] = None  # a matched control: the privileged teacher whose confidence it copies
     Options: ClassVar[type | None] = None  # a pydantic model of the teacher's ``teacher_options`` entry
+    # fit and predict keep to the teacher's own state (no torch global RNG, no process-wide thread count) and
+    # run outside the GIL: its fits (the whole training split and each cross-fitting fold) may run in threads
+    # side by side, with the outputs of one fit after the other
+    fits_in_threads: ClassVar[bool] = False
 
     def __init__(self, seed: int, options: dict | None = None, cache_dir=None):
         self.seed = seed
@@ -101,21 +106,41 @@ class TeacherOutputs:
 
 
 FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache makes the rest free)
+_FIT_LOCK = threading.Lock()  # teachers fit in threads side by side (study.prepare)
+
+
+def fit_predict(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
+                cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    teacher = cls(seed, options, cache_dir)
+    teacher.fit(data)
+    return teacher.predict(data)
 
 
 def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
-                       cache_dir=None) -> np.ndarray:
-    """Logits of each training image from a teacher fitted without that image's fold."""
+                       cache_dir=None, pool=None) -> np.ndarray:
+    """Logits of each training image from a teacher fitted without that image's fold; the folds' fits run
+    in ``pool`` (an executor) when given."""
     tr = data.index("train")
     order = np.random.default_rng(seed).permutation(len(tr))
-    out = np.zeros((len(tr), 2), dtype=np.float32)
-    for fold in np.array_split(order, cls.folds):
+    folds = np.array_split(order, cls.folds)
+
+    def held_out(fold: np.ndarray) -> np.ndarray:
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
-        teacher = cls(seed, options, cache_dir)
-        teacher.fit(replace(data, split=split))
-        out[fold] = teacher.predict(data)[0][tr[fold]]
+        return fit_predict(cls, replace(data, split=split), seed, options, cache_dir)[0][tr[fold]]
+
+    out = np.zeros((len(tr), 2), dtype=np.float32)
+    for fold, logits in zip(folds, (pool or _InOrder()).map(held_out, folds)):
+        out[fold] = logits
     return out
+
+
+class _InOrder:
+    """An executor's ``map`` in the calling thread."""
+
+    @staticmethod
+    def map(fn, items):
+        return map(fn, items)
 
 
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_options: dict | None = None) -> str:
@@ -143,9 +168,10 @@ def _made_by(path):
 
 
 def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cache_dir=None,
-                    all_options: dict | None = None) -> TeacherOutputs:
+                    all_options: dict | None = None, threads: int = 1) -> TeacherOutputs:
     """The fitted teacher's outputs from the cache, fitting it once if absent. ``all_options`` maps
-    teacher names to their options (a spec's ``teacher_options``)."""
+    teacher names to their options (a spec's ``teacher_options``). ``threads``: a teacher that
+    ``fits_in_threads`` runs its fits (the whole training split and each fold) that many at a time."""
     cls = TEACHERS.get(name)
     options = (all_options or {}).get(name, {})
     path = teacher_path(name, domain, data_cfg, seed, cache_root(cache_dir), all_options)
@@ -167,16 +193,25 @@ def teacher_outputs(name: str, domain: str, data_cfg: DataConfig, seed: int, cac
             line = cls.forecast(data, options)
             if line:
                 notify(f"teacher {name} (seed {seed}): {line}")
-            teacher = cls(seed, options, str(cache_root(cache_dir)))
-            teacher.fit(data)
-            logits, emb = teacher.predict(data)
-            if cls.folds:
-                logits[data.index("train")] = out_of_fold_logits(cls, data, seed, options, str(cache_root(cache_dir)))
+            root = str(cache_root(cache_dir))
+            if cls.fits_in_threads and threads > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(threads, thread_name_prefix=f"fit-{name}") as pool:
+                    whole = pool.submit(fit_predict, cls, data, seed, options, root)
+                    held_out = out_of_fold_logits(cls, data, seed, options, root, pool) if cls.folds else None
+                    logits, emb = whole.result()
+            else:
+                logits, emb = fit_predict(cls, data, seed, options, root)
+                held_out = out_of_fold_logits(cls, data, seed, options, root) if cls.folds else None
+            if held_out is not None:
+                logits[data.index("train")] = held_out
         metrics = {"fit_seconds": time.perf_counter() - t0}
         for split in ("val", "test"):
             idx = data.index(split)
             metrics[f"{split}_auroc"] = float(roc_auc_score(data.true_labels[idx], logits[idx, 1] - logits[idx, 0]))
-        FIT_COUNT["fitted"] += 1
+        with _FIT_LOCK:
+            FIT_COUNT["fitted"] += 1
 
         def write(p):
             with open(p, "wb") as f:

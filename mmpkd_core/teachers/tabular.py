@@ -23,6 +23,7 @@ class LightGBMTeacher(Teacher):
     """Gradient-boosted trees; the embedding is the TreeSHAP contribution of each column."""
 
     modality = "tabular"
+    fits_in_threads = True  # one thread per fit (n_jobs=1), its own seed; lightgbm releases the GIL
 
     def fit(self, data: DomainData) -> None:
         import lightgbm as lgb
