@@ -52,19 +52,22 @@ def prepare(spec: StudySpec, base, cache_dir: str, at_once: int, say) -> str:
     def fit(name: str, seed: int):
         return teacher_outputs(name, spec.domain, base.data, seed, cache_dir, options, threads=at_once)
 
-    def fit_in_turn(todo: list) -> list:
-        with torch_threads(base.threads):
-            return [fit(*f) for f in todo]
-
     # teachers whose fits keep to their own state run in threads beside the others, which fit one after
     # the other in a thread of their own (they share torch's RNG); lines come in order, each once it is done
-    in_turn = [f for f in fits if not TEACHERS.get(f[0]).fits_in_threads]
-    with ThreadPoolExecutor(max(1, len(fits) - len(in_turn)) + 1, thread_name_prefix="teachers") as pool:
-        rest = pool.submit(fit_in_turn, in_turn)
-        beside = {f: pool.submit(fit, *f) for f in fits if f not in in_turn}
+    with ThreadPoolExecutor(len(fits), thread_name_prefix="teachers") as beside, \
+            ThreadPoolExecutor(1, thread_name_prefix="teachers-in-turn") as in_turn:
+        done = {f: beside.submit(fit, *f) for f in fits if TEACHERS.get(f[0]).fits_in_threads}
+
+        def fit_in_turn(name: str, seed: int):
+            reference = done.get((TEACHERS.get(name).reference, seed))
+            if reference is not None:  # a matched control: its reference is fitting beside it
+                reference.result()
+            with torch_threads(base.threads):
+                return fit(name, seed)
+
+        done |= {f: in_turn.submit(fit_in_turn, *f) for f in fits if f not in done}
         for name, seed in fits:
-            out = (beside[(name, seed)].result() if (name, seed) in beside
-                   else rest.result()[in_turn.index((name, seed))])
+            out = done[(name, seed)].result()
             note = (" (a control that reads the labels: not a measure of skill)" if TEACHERS.get(name).reads_labels
                     else "")
             say(f"teacher {name} (seed {seed}): test AUROC {out.metrics['test_auroc']:.3f}{note}")

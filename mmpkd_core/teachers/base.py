@@ -130,17 +130,9 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options:
         return fit_predict(cls, replace(data, split=split), seed, options, cache_dir)[0][tr[fold]]
 
     out = np.zeros((len(tr), 2), dtype=np.float32)
-    for fold, logits in zip(folds, (pool or _InOrder()).map(held_out, folds)):
+    for fold, logits in zip(folds, (pool.map if pool else map)(held_out, folds)):
         out[fold] = logits
     return out
-
-
-class _InOrder:
-    """An executor's ``map`` in the calling thread."""
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
 
 
 def teacher_key(name: str, domain: str, data_cfg: DataConfig, seed: int, all_options: dict | None = None) -> str:

@@ -51,6 +51,20 @@ def test_prepare_fits_every_teacher_and_seed_once_and_says_them_in_order(tmp_pat
     assert FIT_COUNT["fitted"] == before + 4 + 4  # the four 'alone' fits; prepare found its own in the cache
 
 
+def test_a_matched_control_waits_for_its_reference_fitting_beside_it(tmp_path):
+    from study.prepare import prepare
+    from study.trial_config import base_config
+
+    spec = tiny_spec(["matched_lightgbm", "lightgbm"], [0])
+    base = base_config(spec, str(tmp_path))
+    lines: list[str] = []
+    before = FIT_COUNT["fitted"]
+    prepare(spec, base, str(tmp_path), 2, lines.append)
+    assert FIT_COUNT["fitted"] == before + 2  # lightgbm once (not again for its control), the control once
+    assert [line.split(":")[0] for line in lines if line.startswith("teacher ")] == [
+        "teacher matched_lightgbm (seed 0)", "teacher lightgbm (seed 0)"]
+
+
 def test_a_teacher_that_fails_stops_the_preparation_with_its_error(tmp_path, monkeypatch):
     from study.prepare import prepare
     from study.trial_config import base_config
