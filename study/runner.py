@@ -95,11 +95,12 @@ def run_study(spec: StudySpec, store: Store, cache_dir: str, say=print, address:
 def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
     """``prepare``, and the executor's session entered into ``session`` (the caller's, which closes it).
     A session that takes seconds to start (Ray's, about 3-7 s) starts in this thread while another one
-    prepares and then imports what the executor's run needs (``Executor.preload``), so that the session's
-    start hides behind the data and the teachers' fits of a cold cache, and those imports behind the
-    session's start on a warm one; otherwise ``prepare`` runs here first. (Warming a Ray worker per slot
-    with the trial's imports was measured and dropped: Tune gives its trial actors a runtime environment
-    of their own (``PL_DISABLE_FORK``), so Ray starts them in new processes, never in idle workers.)"""
+    prepares, so that it hides behind the data and the teachers' fits of a cold cache; what the executor's
+    run imports (``Executor.preload``) is imported by whichever thread is free first: behind the
+    session's start on a warm cache, beside the fits on a cold one. Otherwise ``prepare`` runs here
+    first. (Warming a Ray worker per slot with the trial's imports was measured and dropped: Tune gives
+    its trial actors a runtime environment of their own (``PL_DISABLE_FORK``), so Ray starts them in new
+    processes, never in idle workers.)"""
     def run() -> str:
         return prepare(executor.spec, executor.base, executor.cache_dir, executor.node_slots(), say)
 
@@ -108,17 +109,26 @@ def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
         session.enter_context(executor.session())
         return subset
     done: dict = {}
+    preloading = threading.Lock()
+
+    def preload() -> None:  # once, in whichever thread is free first (the other waits for it)
+        with preloading:
+            if not done.get("preloaded"):
+                executor.preload()
+                done["preloaded"] = True
 
     def in_thread() -> None:
         try:
             done["subset"] = run()
-            executor.preload()
+            preload()
         except BaseException as err:  # raised again in this thread below
             done["error"] = err
 
     worker = threading.Thread(target=in_thread, name="prepare", daemon=True)
     worker.start()
     session.enter_context(executor.session())
+    if worker.is_alive():  # still preparing (a cold cache): the imports go here, beside it
+        preload()
     worker.join()
     if "error" in done:
         raise done["error"]
