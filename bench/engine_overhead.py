@@ -166,8 +166,8 @@ def main() -> None:
     print("# start-up, part by part (search_spaces/ddsm.yaml's stand-in: 2,000 images at 48 px)")
     print("| part | seconds | paid |\n|---|---|---|")
     print(f"| Ray's start (local instance) | {parts['ray']:.1f} | once per study |")
-    print(f"| Tune's and its Optuna searcher's imports in the driver | {parts['preload']:.1f} | once per study, "
-          "beside Ray's start |")
+    print(f"| Tune's imports in the driver (its scheduler, Optuna searcher and the logger integrations its fit "
+          f"imports) | {parts['preload']:.1f} | once per study, beside Ray's start |")
     print(f"| a new worker: process start and imports (torch, timm, the engine) | {parts['worker_first_wall']:.1f} "
           f"(imports {parts['worker_first_imports']:.1f}) | once per worker: trials reuse it |")
     print(f"| the same imports again on that worker | {parts['worker_again']:.3f} | |")
