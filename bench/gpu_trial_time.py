@@ -34,11 +34,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 CBIS_TRAIN, CBIS_TEST = 1318 + 1546, 378 + 326  # rows of CBIS-DDSM's case-description CSVs
 
 
-def configs(args, cache: str) -> list:
+def configs(args, spec: dict, cache: str) -> list:
     from mmpkd_core import DataConfig, StudentConfig, TrialConfig
 
-    spec = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "search_spaces",
-                                            "ddsm.yaml")))
     student = {**spec["student"], "epochs": args.epochs}
     data = (DataConfig(n_train=64, n_val=16, n_test=16, image_size=32, seed=0) if args.smoke else
             DataConfig(n_train=CBIS_TRAIN, n_val=CBIS_TRAIN // 10, n_test=CBIS_TEST, image_size=224, seed=0))
@@ -85,7 +83,7 @@ def main() -> None:
     full_epochs, rung = spec["student"]["epochs"], spec["executor"]["grace_period"]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (no GPU visible)"
     with tempfile.TemporaryDirectory() as cache:
-        cfgs = configs(args, cache)
+        cfgs = configs(args, spec, cache)
         t0 = time.perf_counter()
         load_domain(cfgs[0].domain, cfgs[0].data, cache)  # the driver's preparation, once
         teacher_outputs("mlp", cfgs[0].domain, cfgs[0].data, 0, cache)

@@ -109,18 +109,11 @@ def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
         session.enter_context(executor.session())
         return subset
     done: dict = {}
-    preloading = threading.Lock()
 
-    def preload() -> None:  # once, in whichever thread is free first (the other waits for it)
-        with preloading:
-            if not done.get("preloaded"):
-                executor.preload()
-                done["preloaded"] = True
-
-    def in_thread() -> None:
+    def in_thread() -> None:  # imports are done once: the thread that comes second finds them there
         try:
             done["subset"] = run()
-            preload()
+            executor.preload()
         except BaseException as err:  # raised again in this thread below
             done["error"] = err
 
@@ -128,7 +121,7 @@ def prepare_beside(executor: Executor, say, session: ExitStack) -> str:
     worker.start()
     session.enter_context(executor.session())
     if worker.is_alive():  # still preparing (a cold cache): the imports go here, beside it
-        preload()
+        executor.preload()
     worker.join()
     if "error" in done:
         raise done["error"]
