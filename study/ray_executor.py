@@ -281,6 +281,12 @@ def recipe_scheduler(spec: StudySpec):
         def on_trial_result(self, tune_controller, trial, result):
             if "_baseline" in trial.config:
                 return TrialScheduler.CONTINUE
+            if result.get(self._time_attr, 0) >= self._max_t:
+                # the last epoch: the recipe ends as its function returns rather than by ASHA's stop at this
+                # result, so that the searcher is told this result a step before the trial ends
+                # (``BatchedSearch.on_trial_result``). The rungs are unchanged: ASHA records this result
+                # when the trial completes, as it does after its own stop
+                return TrialScheduler.CONTINUE
             return super().on_trial_result(tune_controller, trial, result)
 
         def on_trial_complete(self, tune_controller, trial, result):
@@ -446,6 +452,11 @@ def batched_search(inner, batch: int, total: int, first: int | None = None, base
                 return
             self.steps[trial_id] = step or 0
             self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
+            if "results" in result or "error" in result:  # its last report: the trial is over, its outcome known
+                # now, a step before Tune ends the trial. The next batch is then staged before the trial's worker
+                # is released, and Tune hands it that worker instead of stopping it (its actor cache keeps
+                # workers for staged trials only): no new worker and its imports after a batch's wait
+                self.on_trial_complete(trial_id, result)
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             trial_id = self.alias.get(trial_id, trial_id)
