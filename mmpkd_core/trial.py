@@ -149,7 +149,8 @@ def run_recipe(cfg: TrialConfig, seeds: list[int], report: Callable[[dict], None
             histories[i].append(row)
         rows = [h[-1] for h in histories]
         mean = {"epoch": epoch, **{k: float(np.mean([r[k] for r in rows])) for k in EPOCH_KEYS},
-                "per_seed": {str(c.seed): r for c, r in zip(cfgs, rows)}}
+                "per_seed": {str(c.seed): r for c, r in zip(cfgs, rows)},
+                "elapsed_seconds": time.perf_counter() - t_start}  # all seeds': what a stopped trial cost
         if epoch < cfg.student.epochs:
             if report is not None:
                 report(mean)

@@ -38,6 +38,11 @@ class Recorder:
         self.retries = 0  # trials run again after their worker process or node died (executor.max_retries)
         self.trackers = Trackers()  # the Optuna mirror and the spec's trackers (study.tracking); run_study opens them
         self.started: dict[str, float] = {}  # key -> when the driver saw it start (for trials that leave no result)
+        # key -> the seconds its worker had spent at its last report (``elapsed_seconds``), and in attempts
+        # before a retry: a trial stopped before its result costs what it computed, on the clock that
+        # measures a completed trial's ``trial_seconds`` (the worker's start-up, its imports, is not in it)
+        self.elapsed: dict[str, float] = {}
+        self.spent: dict[str, float] = {}
         self.mode = "max"  # the objective's direction, for the best value on the progress line
         self.counts = {"completed": 0, "pruned": 0, "failed": 0}  # finished recipes by end, this run
         self.best: float | None = None
@@ -85,6 +90,8 @@ class Recorder:
         rows = self.rows.get(key, {})
         for tid in rows.values():
             self.epochs[tid] = []
+        if key in self.elapsed:
+            self.spent[key] = self.spent.get(key, 0.0) + self.elapsed.pop(key)
         self.retries += 1
         what = (f"baseline seed {next(iter(rows), '?')}" if key in self.baseline_keys
                 else f"trial {', '.join(rows.values())}")
@@ -94,6 +101,8 @@ class Recorder:
         self.store.poll()  # a change that the pace held back is published here
         if "epoch" not in row:  # a worker's error report, not an epoch
             return
+        if row.get("elapsed_seconds") is not None:
+            self.elapsed[key] = float(row["elapsed_seconds"])
         for seed, tid in self.rows[key].items():
             per_seed = row.get("per_seed", {}).get(str(seed), row)
             self.epochs[tid].append({k: v for k, v in per_seed.items() if k not in ("result", "results", "per_seed")})
@@ -103,9 +112,12 @@ class Recorder:
                params: dict | None = None) -> None:
         by_seed = {r["seed"]: r for r in results or []}
         rows = self.rows.pop(key)
-        # a trial that leaves no result (pruned, failed) still cost its slot: the driver's wall time from
-        # its start to its end, shared between the seeds it trained in lockstep
-        cost = (time.perf_counter() - self.started.pop(key, time.perf_counter())) / max(1, len(rows))
+        # a trial that leaves no result (pruned, failed) still cost its slot, shared between the seeds it
+        # trained in lockstep: its worker's seconds up to its last report (a pruned trial stops there), or
+        # the driver's wall time from its start to its end where the worker reported none or then failed
+        wall = time.perf_counter() - self.started.pop(key, time.perf_counter())
+        worker = self.spent.pop(key, 0.0) + self.elapsed.pop(key, 0.0)
+        cost = (worker if status == "pruned" and worker > 0 else wall) / max(1, len(rows))
         for seed, tid in rows.items():
             eps = self.epochs.pop(tid, [])
             self.store.trial_finished(self.study, tid, status, eps, by_seed.get(seed), error, seconds=cost)

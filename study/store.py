@@ -343,8 +343,8 @@ class Store:
     def trial_finished(self, study: str, trial_id: str, status: str, epochs: list[dict],
                        result: dict | None = None, error: str | None = None, seconds: float | None = None) -> None:
         """The trial's final state, its epochs and its per-image scores, in one transaction.
-        ``seconds``: what the trial cost as the driver measured it, stored where the worker's result
-        has no ``trial_seconds`` (a pruned or failed trial)."""
+        ``seconds``: what the trial cost as the Recorder knows it (a pruned trial's worker seconds, a failed
+        trial's wall time), stored where the worker's result has no ``trial_seconds``."""
         import pyarrow as pa
 
         r = result or {}

@@ -98,3 +98,37 @@ def test_gains_are_written_as_recipes_and_their_baselines_finish(tmp_path, monke
     rec.refresh_gains()
     assert calls == [{"ready_only": True}, {"ready_only": True}]
     store.close()
+
+
+def test_a_pruned_trial_costs_its_workers_seconds_retries_included(tmp_path, monkeypatch):
+    """A pruned trial's cost is on the clock of a completed trial's ``trial_seconds``: its worker's seconds
+    up to its last report (``elapsed_seconds``), the attempts before a retry added; not the driver's wall
+    time, which also holds the worker's start-up. A failed trial keeps the driver's wall time."""
+    clock = [0.0]
+    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
+    store = Store(tmp_path / "w.duckdb")
+    store.create_study("w", "synthetic_ddsm", "{}", "h", planned=3)
+    rec = Recorder(store, "w", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3, seeds=[0, 1])
+    epoch = {"epoch": 1, "loss": 1.0, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.6,
+             "val_objective": 0.3, "seconds": 1.0}
+    rec.start("a", {"alpha": 0.5}, number=0)
+    rec.epoch("a", {**epoch, "elapsed_seconds": 2.5})
+    rec.epoch("a", {**epoch, "epoch": 2, "elapsed_seconds": 5.0})
+    clock[0] = 9.0  # 9 s of the driver's, 5 of the worker's
+    rec.finish("a", "pruned", params={"alpha": 0.5})
+    rec.start("b", {"alpha": 0.7}, number=1)
+    rec.epoch("b", {**epoch, "elapsed_seconds": 1.5})
+    rec.retry("b", "the worker died")
+    rec.epoch("b", {**epoch, "elapsed_seconds": 2.5})
+    clock[0] = 20.0
+    rec.finish("b", "pruned", params={"alpha": 0.7})
+    rec.start("c", {"alpha": 0.9}, number=2)
+    rec.epoch("c", {**epoch, "elapsed_seconds": 1.0})
+    clock[0] = 24.0
+    rec.finish("c", "failed", error="RuntimeError: boom", params={"alpha": 0.9})
+    store.close()
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    rows = con.execute("SELECT trial_id, trial_seconds FROM trials ORDER BY trial_id").fetchall()
+    con.close()
+    assert rows == [("0000.s0", 2.5), ("0000.s1", 2.5), ("0001.s0", 2.0), ("0001.s1", 2.0),
+                    ("0002.s0", 2.0), ("0002.s1", 2.0)]
