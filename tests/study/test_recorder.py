@@ -7,6 +7,27 @@ from study.recorder import Recorder
 from study.store import Store
 
 
+EPOCH = {"epoch": 1, "loss": 1.0, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.6,
+         "val_objective": 0.3, "seconds": 1.0}
+
+
+def recorder(path, monkeypatch, clock: list, planned: int) -> tuple[Store, Recorder]:
+    """A study of ``planned`` trials (3 recipes x 2 seeds) on the driver clock ``clock``."""
+    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
+    store = Store(path)
+    store.create_study(path.stem, "synthetic_ddsm", "{}", "h", planned=planned)
+    return store, Recorder(store, path.stem, TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3,
+                           seeds=[0, 1])
+
+
+def stored(path, columns: str) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(f"SELECT trial_id, {columns} FROM trials ORDER BY trial_id").fetchall()
+    finally:
+        con.close()
+
+
 class Line:
     def __init__(self):
         self.states = []
@@ -17,27 +38,20 @@ class Line:
 
 def test_pruned_and_failed_trials_record_their_cost_and_the_line_counts_them(tmp_path, monkeypatch):
     clock = [10.0]
-    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
-    store = Store(tmp_path / "r.duckdb")
-    store.create_study("r", "synthetic_ddsm", "{}", "h", planned=6)
-    rec = Recorder(store, "r", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3, seeds=[0, 1])
+    store, rec = recorder(tmp_path / "r.duckdb", monkeypatch, clock, planned=6)
     rec.progress, rec.mode = Line(), "max"
-    epoch = {"epoch": 1, "loss": 1.0, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.6,
-             "val_objective": 0.3, "seconds": 1.0}
     rec.start("a", {"alpha": 0.5}, number=0)
     assert rec.progress.states[-1]["running"] == 1
-    rec.epoch("a", epoch)
+    rec.epoch("a", EPOCH)
     clock[0] = 16.0  # 6 s of the driver's time, two seeds trained in lockstep
     rec.finish("a", "pruned", params={"alpha": 0.5})
     rec.start("b", {"alpha": 0.9}, number=1)
     clock[0] = 20.0
     rec.finish("b", "failed", error="RuntimeError: boom", params={"alpha": 0.9})
     store.close()
-    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
-    rows = con.execute("SELECT trial_id, status, trial_seconds, epochs_done FROM trials ORDER BY trial_id").fetchall()
-    con.close()
-    assert rows == [("0000.s0", "pruned", 3.0, 1), ("0000.s1", "pruned", 3.0, 1),
-                    ("0001.s0", "failed", 2.0, 0), ("0001.s1", "failed", 2.0, 0)]
+    assert stored(tmp_path / "r.duckdb", "status, trial_seconds, epochs_done") == [
+        ("0000.s0", "pruned", 3.0, 1), ("0000.s1", "pruned", 3.0, 1),
+        ("0001.s0", "failed", 2.0, 0), ("0001.s1", "failed", 2.0, 0)]
     assert rec.progress.states[-1] == {"finished": 2, "total": 3, "running": 0, "baselines": 0, "best": None,
                                        "completed": 0, "pruned": 1, "failed": 1}
 
@@ -105,30 +119,23 @@ def test_a_pruned_trial_costs_its_workers_seconds_retries_included(tmp_path, mon
     up to its last report (``elapsed_seconds``), the attempts before a retry added; not the driver's wall
     time, which also holds the worker's start-up. A failed trial keeps the driver's wall time."""
     clock = [0.0]
-    monkeypatch.setattr("study.recorder.time.perf_counter", lambda: clock[0])
-    store = Store(tmp_path / "w.duckdb")
-    store.create_study("w", "synthetic_ddsm", "{}", "h", planned=3)
-    rec = Recorder(store, "w", TrialConfig(domain="synthetic_ddsm"), lambda line: None, total=3, seeds=[0, 1])
-    epoch = {"epoch": 1, "loss": 1.0, "ce": 0.5, "kd": 0.4, "feat": 0.0, "lr": 1e-3, "val_auroc": 0.6,
-             "val_objective": 0.3, "seconds": 1.0}
+    store, rec = recorder(tmp_path / "w.duckdb", monkeypatch, clock, planned=6)
     rec.start("a", {"alpha": 0.5}, number=0)
-    rec.epoch("a", {**epoch, "elapsed_seconds": 2.5})
-    rec.epoch("a", {**epoch, "epoch": 2, "elapsed_seconds": 5.0})
+    rec.epoch("a", {**EPOCH, "elapsed_seconds": 2.5})
+    rec.epoch("a", {**EPOCH, "epoch": 2, "elapsed_seconds": 5.0})
     clock[0] = 9.0  # 9 s of the driver's, 5 of the worker's
     rec.finish("a", "pruned", params={"alpha": 0.5})
     rec.start("b", {"alpha": 0.7}, number=1)
-    rec.epoch("b", {**epoch, "elapsed_seconds": 1.5})
+    rec.epoch("b", {**EPOCH, "elapsed_seconds": 1.5})
     rec.retry("b", "the worker died")
-    rec.epoch("b", {**epoch, "elapsed_seconds": 2.5})
+    rec.epoch("b", {**EPOCH, "elapsed_seconds": 2.5})
     clock[0] = 20.0
     rec.finish("b", "pruned", params={"alpha": 0.7})
     rec.start("c", {"alpha": 0.9}, number=2)
-    rec.epoch("c", {**epoch, "elapsed_seconds": 1.0})
+    rec.epoch("c", {**EPOCH, "elapsed_seconds": 1.0})
     clock[0] = 24.0
     rec.finish("c", "failed", error="RuntimeError: boom", params={"alpha": 0.9})
     store.close()
-    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    rows = con.execute("SELECT trial_id, trial_seconds FROM trials ORDER BY trial_id").fetchall()
-    con.close()
-    assert rows == [("0000.s0", 2.5), ("0000.s1", 2.5), ("0001.s0", 2.0), ("0001.s1", 2.0),
-                    ("0002.s0", 2.0), ("0002.s1", 2.0)]
+    assert stored(tmp_path / "w.duckdb", "trial_seconds") == [
+        ("0000.s0", 2.5), ("0000.s1", 2.5), ("0001.s0", 2.0), ("0001.s1", 2.0),
+        ("0002.s0", 2.0), ("0002.s1", 2.0)]
