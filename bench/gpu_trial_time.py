@@ -3,7 +3,8 @@
 (its ceiling: ``bench/store_scale.py``, README "Scaling out").
 
 It needs torch, timm, numpy, pandas, scikit-learn, scipy, pyyaml, pydantic and the engine's
-``mmpkd_core`` only (no Ray, no DuckDB), so that it runs on a GPU machine with a plain PyTorch image:
+``mmpkd_core`` and ``study`` (the spec and its base config only: no Ray, no DuckDB), so that it runs on a
+GPU machine with a plain PyTorch image:
 
     python bench/gpu_trial_time.py [--at-once 4] [--epochs 2] [--writer 13.1]
 
@@ -34,20 +35,23 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 CBIS_TRAIN, CBIS_TEST = 1318 + 1546, 378 + 326  # rows of CBIS-DDSM's case-description CSVs
 
 
-def configs(args, spec: dict, cache: str) -> list:
-    from mmpkd_core import DataConfig, StudentConfig, TrialConfig
+def configs(args, raw: dict, cache: str) -> list:
+    """``--at-once`` trials of the spec's own student and evaluation (``study.trial_config.base_config``) on
+    the synthetic stand-in at CBIS-DDSM's size, one per validation method in turn."""
+    from study.load import spec_from_dict
+    from study.trial_config import base_config
 
-    student = {**spec["student"], "epochs": args.epochs}
-    data = (DataConfig(n_train=64, n_val=16, n_test=16, image_size=32, seed=0) if args.smoke else
-            DataConfig(n_train=CBIS_TRAIN, n_val=CBIS_TRAIN // 10, n_test=CBIS_TEST, image_size=224, seed=0))
+    data = ({"n_train": 64, "n_val": 16, "n_test": 16, "image_size": 32, "seed": 0} if args.smoke else
+            {"n_train": CBIS_TRAIN, "n_val": CBIS_TRAIN // 10, "n_test": CBIS_TEST, "image_size": 224, "seed": 0})
+    student = {**raw["student"], "epochs": args.epochs}
     if args.smoke:
         student |= {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
-    methods = spec["search_space"]["attention_method"]["choices"]
-    return [TrialConfig(domain="synthetic_ddsm", data=data, student=StudentConfig(**student), teacher="mlp",
-                        temperature=4.0, alpha=0.5, beta=0.5, attention_method=methods[i % len(methods)], seed=0,
-                        eval_methods=tuple(spec["evaluation"]["methods"]),
-                        eval_metrics=tuple(spec["evaluation"]["metrics"]),
-                        objective_metric=spec["objective"]["metric"], cache_dir=cache, threads=1)
+    raw = {k: v for k, v in raw.items() if k != "stand_in"} | {"domain": "synthetic_ddsm", "data": data,
+                                                                "student": student}
+    base = base_config(spec_from_dict(raw), cache)
+    methods = raw["search_space"]["attention_method"]["choices"]
+    return [base.with_params({"teacher": "mlp", "temperature": 4.0, "alpha": 0.5, "beta": 0.5,
+                              "attention_method": methods[i % len(methods)], "seed": 0})
             for i in range(args.at_once)]
 
 
