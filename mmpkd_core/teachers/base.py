@@ -79,6 +79,11 @@ class Teacher(ABC):
     def predict(self, data: DomainData) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(logits (N, 2), embedding (N, D))`` for all N images."""
 
+    def predict_logits(self, data: DomainData) -> np.ndarray:
+        """The logits alone, as ``predict`` returns them: all a cross-fitting fold's teacher is asked for.
+        A teacher whose embedding costs more than its logits returns them without it."""
+        return self.predict(data)[0]
+
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
 
@@ -116,6 +121,13 @@ def fit_predict(cls: type[Teacher], data: DomainData, seed: int, options: dict |
     return teacher.predict(data)
 
 
+def fit_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
+               cache_dir=None) -> np.ndarray:
+    teacher = cls(seed, options, cache_dir)
+    teacher.fit(data)
+    return teacher.predict_logits(data)
+
+
 def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
                        cache_dir=None, pool=None) -> np.ndarray:
     """Logits of each training image from a teacher fitted without that image's fold; the folds' fits run
@@ -127,7 +139,7 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options:
     def held_out(fold: np.ndarray) -> np.ndarray:
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
-        return fit_predict(cls, replace(data, split=split), seed, options, cache_dir)[0][tr[fold]]
+        return fit_logits(cls, replace(data, split=split), seed, options, cache_dir)[tr[fold]]
 
     out = np.zeros((len(tr), 2), dtype=np.float32)
     for fold, logits in zip(folds, (pool.map if pool else map)(held_out, folds)):

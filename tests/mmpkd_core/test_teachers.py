@@ -35,6 +35,39 @@ def test_teacher_reads_its_modality_well_and_is_fitted_once(name, cache_dir):
 
 
 @pytest.mark.trains
+def test_cross_fitting_folds_ask_lightgbm_for_its_logits_only(cache_dir, monkeypatch):
+    """Each fold's teacher gives the held-out logits that its full ``predict`` gives, without TreeSHAP's
+    contributions (the embedding, unused for a fold): 5 of the 6 fits' contributions were most of the fit."""
+    from dataclasses import replace
+
+    import lightgbm as lgb
+
+    from mmpkd_core.teachers.base import fit_predict, out_of_fold_logits
+
+    cls, data = TEACHERS.get("lightgbm"), load_domain("synthetic_ddsm", CFG, cache_dir)
+    asked = []
+    predict = lgb.LGBMClassifier.predict
+
+    def spy(self, X, **kwargs):
+        asked.append("contributions" if kwargs.get("pred_contrib") else "raw" if kwargs.get("raw_score") else "?")
+        return predict(self, X, **kwargs)
+
+    monkeypatch.setattr(lgb.LGBMClassifier, "predict", spy)
+    held_out = out_of_fold_logits(cls, data, seed=0)
+    assert asked == ["raw"] * cls.folds
+
+    tr = data.index("train")  # the same folds, each fold's logits from the teacher's whole predict
+    order = np.random.default_rng(0).permutation(len(tr))
+    expected = np.zeros_like(held_out)
+    for fold in np.array_split(order, cls.folds):
+        split = data.split.copy()
+        split[tr[fold]] = "heldout"
+        expected[fold] = fit_predict(cls, replace(data, split=split), 0)[0][tr[fold]]
+    np.testing.assert_array_equal(held_out, expected)
+    assert held_out[:, 0].tolist() == [0.0] * len(tr) and np.abs(held_out[:, 1]).min() > 0
+
+
+@pytest.mark.trains
 def test_text_teacher_sees_through_label_noise(cache_dir):
     """Trained on 30% wrong labels, the report teacher still ranks the true finding well."""
     cfg = DataConfig(n_train=300, n_val=80, n_test=80, image_size=32, seed=2, label_noise=0.3)
