@@ -37,7 +37,8 @@ class Teacher(ABC):
     ``fit`` is called once, with the whole domain; it may read only the training split's labels
     (``data.labels[data.index("train")]``) and may use the validation split's for early stopping.
     It must not read ``true_labels`` or the test split's labels. ``predict`` is then called once
-    and returns outputs for every image, in the domain's order. Neither may mutate ``data``.
+    and returns outputs for every image, in the domain's order (a cross-fitting fold's teacher is
+    asked for ``predict_logits`` instead). Neither may mutate ``data``.
     """
 
     modality: ClassVar[str]  # "text" | "tabular" | "any" (a control that reads no privileged modality)
