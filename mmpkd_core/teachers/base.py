@@ -115,18 +115,15 @@ FIT_COUNT = {"fitted": 0}  # teachers actually fitted in this process (the cache
 _FIT_LOCK = threading.Lock()  # teachers fit in threads side by side (study.prepare)
 
 
+def fitted(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None, cache_dir=None) -> Teacher:
+    teacher = cls(seed, options, cache_dir)
+    teacher.fit(data)
+    return teacher
+
+
 def fit_predict(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
                 cache_dir=None) -> tuple[np.ndarray, np.ndarray]:
-    teacher = cls(seed, options, cache_dir)
-    teacher.fit(data)
-    return teacher.predict(data)
-
-
-def fit_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
-               cache_dir=None) -> np.ndarray:
-    teacher = cls(seed, options, cache_dir)
-    teacher.fit(data)
-    return teacher.predict_logits(data)
+    return fitted(cls, data, seed, options, cache_dir).predict(data)
 
 
 def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options: dict | None = None,
@@ -140,7 +137,8 @@ def out_of_fold_logits(cls: type[Teacher], data: DomainData, seed: int, options:
     def held_out(fold: np.ndarray) -> np.ndarray:
         split = data.split.copy()
         split[tr[fold]] = "heldout"  # fit() reads only the "train" split
-        return fit_logits(cls, replace(data, split=split), seed, options, cache_dir)[tr[fold]]
+        fold_data = replace(data, split=split)
+        return fitted(cls, fold_data, seed, options, cache_dir).predict_logits(fold_data)[tr[fold]]
 
     out = np.zeros((len(tr), 2), dtype=np.float32)
     for fold, logits in zip(folds, (pool.map if pool else map)(held_out, folds)):
